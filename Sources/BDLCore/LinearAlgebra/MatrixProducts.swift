@@ -1,0 +1,86 @@
+/// Dense products of `Matrix` values, all through BLAS level 2/3.
+extension Matrix {
+  /// op(self) · op(other), with op the transpose where asked (dgemm).
+  public func multiplied(
+    by other: Matrix, transposingSelf: Bool = false, transposingOther: Bool = false
+  ) throws(BDLError) -> Matrix {
+    let m = transposingSelf ? columns : rows
+    let k = transposingSelf ? rows : columns
+    let k2 = transposingOther ? other.columns : other.rows
+    let n = transposingOther ? other.rows : other.columns
+    guard k == k2 else {
+      throw .shapeMismatch("matrix product: inner dimensions \(k) and \(k2) differ")
+    }
+    var result = Matrix(rows: m, columns: n)
+    if m == 0 || n == 0 { return result }
+    if k == 0 { return result }
+    try elements.withUnsafeBufferPointer { a throws(BDLError) in
+      try other.elements.withUnsafeBufferPointer { b throws(BDLError) in
+        try result.elements.withUnsafeMutableBufferPointer { c throws(BDLError) in
+          try BLAS.gemm(
+            transposeA: transposingSelf, transposeB: transposingOther, m: m, n: n, k: k,
+            alpha: 1, a: a.baseAddress!, lda: columns, b: b.baseAddress!, ldb: other.columns,
+            beta: 0, c: c.baseAddress!, ldc: n)
+        }
+      }
+    }
+    return result
+  }
+
+  /// selfᵀ · self (or self · selfᵀ with `outer`), symmetric, by dsyrk (half the flops of gemm).
+  public func gram(outer: Bool = false) throws(BDLError) -> Matrix {
+    let n = outer ? rows : columns
+    let k = outer ? columns : rows
+    var result = Matrix(rows: n, columns: n)
+    if n == 0 || k == 0 { return result }
+    try elements.withUnsafeBufferPointer { a throws(BDLError) in
+      try result.elements.withUnsafeMutableBufferPointer { c throws(BDLError) in
+        try BLAS.syrkLower(
+          transpose: !outer, n: n, k: k, alpha: 1, a: a.baseAddress!, lda: columns, beta: 0,
+          c: c.baseAddress!, ldc: n)
+      }
+    }
+    result.fillUpperFromLower()
+    return result
+  }
+
+  /// self · x (or selfᵀ · x).
+  public func multiplied(by x: [Double], transposingSelf: Bool = false) throws(BDLError) -> [Double] {
+    let (m, n) = transposingSelf ? (columns, rows) : (rows, columns)
+    guard x.count == n else {
+      throw .shapeMismatch("matrix-vector product: vector has \(x.count) entries, expected \(n)")
+    }
+    var y = [Double](repeating: 0, count: m)
+    if m == 0 || n == 0 { return y }
+    try elements.withUnsafeBufferPointer { a throws(BDLError) in
+      try x.withUnsafeBufferPointer { xp throws(BDLError) in
+        try y.withUnsafeMutableBufferPointer { yp throws(BDLError) in
+          try BLAS.gemv(
+            transpose: transposingSelf, m: rows, n: columns, alpha: 1, a: a.baseAddress!,
+            lda: columns, x: xp.baseAddress!, beta: 0, y: yp.baseAddress!)
+        }
+      }
+    }
+    return y
+  }
+
+  /// Copies the lower triangle onto the upper one.
+  mutating func fillUpperFromLower() {
+    for i in 0..<rows {
+      for j in (i + 1)..<columns { elements[i * columns + j] = elements[j * columns + i] }
+    }
+  }
+}
+
+/// xᵀy for equal-length vectors.
+public func dot(_ x: [Double], _ y: [Double]) throws(BDLError) -> Double {
+  guard x.count == y.count else {
+    throw .shapeMismatch("dot product of vectors of lengths \(x.count) and \(y.count)")
+  }
+  if x.isEmpty { return 0 }
+  return try x.withUnsafeBufferPointer { xp throws(BDLError) in
+    try y.withUnsafeBufferPointer { yp throws(BDLError) in
+      try BLAS.dot(x.count, xp.baseAddress!, yp.baseAddress!)
+    }
+  }
+}

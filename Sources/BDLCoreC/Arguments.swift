@@ -1,0 +1,84 @@
+import BDLCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Validation of raw C arguments (pointers, sizes, capacities, handles) before anything reaches
+/// the core. Values themselves (finite, symmetric, PSD) are checked by the core, which names the
+/// argument the same way, so each check exists once.
+enum Arguments {
+  /// A size ≥ `minimum` that fits `Int`.
+  static func size(_ n: Int64, _ name: String, minimum: Int64 = 1) throws(BDLError) -> Int {
+    guard n >= minimum, let value = Int(exactly: n) else {
+      throw .invalidArgument("\(name) = \(n); it must be ≥ \(minimum)")
+    }
+    return value
+  }
+
+  /// `a · b`, or `.invalidArgument` naming the sizes if it overflows.
+  static func product(_ factors: [Int], _ what: String) throws(BDLError) -> Int {
+    var result = 1
+    for factor in factors {
+      let (next, overflow) = result.multipliedReportingOverflow(by: factor)
+      guard !overflow else {
+        throw .invalidArgument("\(what): \(factors.map(String.init).joined(separator: " × ")) overflows")
+      }
+      result = next
+    }
+    return result
+  }
+
+  /// Refuses an allocation of `count` doubles larger than the machine's physical memory: the
+  /// allocator would otherwise abort the host process.
+  static func requireAllocatable(_ count: Int, _ what: String) throws(BDLError) {
+    let (bytes, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<Double>.stride)
+    let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+    let physical = pages > 0 && pageSize > 0 ? pages.multipliedReportingOverflow(by: pageSize).partialValue : Int.max
+    if overflow || bytes > physical {
+      throw .outOfMemory("\(what): \(count) doubles exceed this machine's memory")
+    }
+  }
+
+  /// Copies `count` doubles from a caller's array, after checking the pointer.
+  static func array(_ pointer: UnsafePointer<Double>?, count: Int, _ name: String) throws(BDLError) -> [Double] {
+    guard let pointer else { throw .invalidArgument("\(name) is NULL") }
+    try requireAllocatable(count, name)
+    return Array(UnsafeBufferPointer(start: pointer, count: count))
+  }
+
+  /// An n × n row-major matrix from a caller's array.
+  static func squareMatrix(_ pointer: UnsafePointer<Double>?, order n: Int64, _ name: String, orderName: String) throws(BDLError) -> Matrix {
+    let order = try size(n, orderName)
+    let count = try product([order, order], "\(name) size \(orderName)²")
+    return try Matrix(rows: order, columns: order, elements: array(pointer, count: count, name))
+  }
+
+  /// A non-NULL output pointer.
+  static func output<T>(_ pointer: UnsafeMutablePointer<T>?, _ name: String) throws(BDLError) -> UnsafeMutablePointer<T> {
+    guard let pointer else { throw .invalidArgument("\(name) is NULL") }
+    return pointer
+  }
+
+  /// A non-NULL output buffer with room for `needed` elements.
+  static func output<T>(_ pointer: UnsafeMutablePointer<T>?, capacity: Int64, needed: Int, _ name: String) throws(BDLError) -> UnsafeMutablePointer<T> {
+    let buffer = try output(pointer, name)
+    guard capacity >= needed else {
+      throw .shapeMismatch("\(name): capacity \(capacity) is smaller than the \(needed) elements to write")
+    }
+    return buffer
+  }
+
+  /// A finite real scalar.
+  static func finite(_ value: Double, _ name: String) throws(BDLError) -> Double {
+    guard value.isFinite else { throw .invalidArgument("\(name) = \(value); it must be finite") }
+    return value
+  }
+}
+
+extension UnsafeMutablePointer where Pointee == Double {
+  /// Writes `values` to the buffer (called only after every computation succeeded).
+  func write(_ values: [Double]) {
+    values.withUnsafeBufferPointer { self.update(from: $0.baseAddress!, count: $0.count) }
+  }
+}

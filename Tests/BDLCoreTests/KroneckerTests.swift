@@ -1,0 +1,102 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BDLCore
+import Testing
+
+/// (nb, na, rank of B, rank of A, scale, delta): full-rank, 1×1, rank-deficient with δ > 0, and
+/// negative δ that still leaves M positive definite.
+private let cases: [(Int, Int, Int, Int, Double, Double)] = [
+  (1, 1, 1, 1, 1, 0), (1, 4, 1, 4, 2, 0.1), (3, 2, 3, 2, 1, 0), (5, 7, 5, 7, 0.7, 0.3),
+  (6, 5, 2, 3, 1.3, 0.5), (4, 4, 4, 4, 1, -0.05),
+]
+
+@Suite("Kronecker algebra against the dense (nb·na)² matrix")
+struct KroneckerTests {
+  /// Factors for one case; the ridge keeps the full-rank ones away from singular so that δ < 0
+  /// still leaves M positive definite.
+  private func factors(_ c: (Int, Int, Int, Int, Double, Double), seed: UInt64) -> (Matrix, Matrix) {
+    var rng = SeededGenerator(seed: seed)
+    let (nb, na, rb, ra, _, _) = c
+    return (rng.spd(nb, rank: rb, ridge: rb == nb ? 0.5 : 0), rng.spd(na, rank: ra, ridge: ra == na ? 0.5 : 0))
+  }
+
+  /// The dense M = h·B⊗A + δI.
+  private func denseM(_ b: Matrix, _ a: Matrix, _ h: Double, _ δ: Double) throws -> Matrix {
+    var m = try Kronecker(b, a).dense()
+    for i in m.elements.indices { m.elements[i] *= h }
+    for i in 0..<m.rows { m[i, i] += δ }
+    return m
+  }
+
+  @Test("B⊗A·vec(X) = vec(B·X·Aᵀ)")
+  func apply() throws {
+    var rng = SeededGenerator(seed: 50)
+    let b = rng.matrix(3, 3), a = rng.matrix(4, 4), x = rng.matrix(3, 4)
+    let k = try Kronecker(b, a)
+    let dense = try k.dense()
+    expectClose(try k.apply(x).elements, try dense.multiplied(by: x.elements), tolerance: Tolerance.relativeDense, "row-major vec convention")
+  }
+
+  @Test("log det equals the Cholesky log det of the dense matrix", arguments: cases.indices)
+  func logDeterminant(index: Int) throws {
+    let c = cases[index]
+    let (b, a) = factors(c, seed: 60 + UInt64(index))
+    let (h, δ) = (c.4, c.5)
+    let k = try KroneckerEigendecomposition(b: b, a: a)
+    let reference = try Cholesky(denseM(b, a, h, δ)).logDeterminant
+    expectClose(try k.logDeterminant(scale: h, shift: δ), reference, tolerance: 1e-11, "log det case \(index)")
+  }
+
+  @Test("M^e applied to k matrices equals the dense power", arguments: cases.indices)
+  func powers(index: Int) throws {
+    let c = cases[index]
+    let (b, a) = factors(c, seed: 70 + UInt64(index))
+    let (nb, na, h, δ) = (c.0, c.1, c.4, c.5)
+    let k = try KroneckerEigendecomposition(b: b, a: a)
+    let dense = try SymmetricEigendecomposition(denseM(b, a, h, δ))
+    var rng = SeededGenerator(seed: 80 + UInt64(index))
+    let count = 3
+    let x = rng.vector(count * nb * na)
+    for e in [1.0, -1.0, 0.5, -0.5] {
+      let power = try dense.reconstructed { pow($0, e) }
+      let got = try k.applyPower(e, scale: h, shift: δ, to: x, count: count)
+      var expected: [Double] = []
+      for t in 0..<count {
+        expected += try power.multiplied(by: Array(x[(t * nb * na)..<((t + 1) * nb * na)]))
+      }
+      expectClose(got, expected, tolerance: 1e-9, "M^\(e)·X case \(index)")
+      let diagonal = try k.diagonalOfPower(e, scale: h, shift: δ)
+      expectClose(diagonal.elements, power.diagonalEntries, tolerance: 1e-9, "diag(M^\(e)) case \(index)")
+    }
+  }
+
+  @Test("solve leaves a LAPACK-size scaled residual")
+  func solveResidual() throws {
+    var rng = SeededGenerator(seed: 90)
+    let b = rng.spd(8, ridge: 0.1), a = rng.spd(6, ridge: 0.1)
+    let k = try KroneckerEigendecomposition(b: b, a: a)
+    let x = rng.vector(48)
+    let y = try k.applyPower(-1, scale: 2, shift: 0.01, to: x, count: 1)
+    let m = try denseM(b, a, 2, 0.01)
+    let r = zip(try m.multiplied(by: y), x).map { $0 - $1 }
+    let norm = { (v: [Double]) in v.reduce(0) { $0 + $1 * $1 }.squareRoot() }
+    let scaled = norm(r) / (m.maxAbsoluteEntry * 48 * norm(y) * Double(48) * Double.ulpOfOne)
+    #expect(scaled < Tolerance.scaledResidual, "scaled residual \(scaled)")
+  }
+
+  @Test("singular M is an error for negative powers and log det, fine for positive powers")
+  func singular() throws {
+    var rng = SeededGenerator(seed: 100)
+    let k = try KroneckerEigendecomposition(b: rng.spd(3, rank: 1), a: rng.spd(2))
+    #expect(throws: BDLError.self) { try k.logDeterminant(scale: 1, shift: 0) }
+    #expect(throws: BDLError.self) { try k.applyPower(-1, scale: 1, shift: 0, to: [Double](repeating: 1, count: 6), count: 1) }
+    #expect(throws: BDLError.self) { try k.logDeterminant(scale: 1, shift: -0.1) }
+    _ = try k.applyPower(1, scale: 1, shift: 0, to: [Double](repeating: 1, count: 6), count: 1)
+    _ = try k.diagonalOfPower(0.5, scale: 1, shift: 0)
+    #expect(throws: BDLError.self) { try k.logDeterminant(scale: -1, shift: 1) }
+    #expect(throws: BDLError.self) { try k.logDeterminant(scale: 1, shift: .nan) }
+    #expect(throws: BDLError.self) { try k.applyPower(.infinity, scale: 1, shift: 1, to: [Double](repeating: 1, count: 6), count: 1) }
+    #expect(throws: BDLError.self) { try k.applyPower(1, scale: 1, shift: 1, to: [1, 2], count: 1) }
+  }
+}

@@ -1,0 +1,88 @@
+"""bdlcore: Bayesian-deep-learning numerics (K-FAC, Laplace evidence) over a C library.
+
+Quickstart::
+
+    import numpy as np, bdlcore
+    rng = np.random.default_rng(0)
+    G, H = rng.standard_normal((4, 8)), rng.standard_normal((3, 8))
+    B, A = G @ G.T, H @ H.T                        # output-gradient and input factors
+    bdlcore.kron_logdet(B, A, scale=1.0, delta=0.5)  # log det(B ⊗ A + 0.5 I)
+    W = rng.standard_normal((4, 3))                  # weight-shaped (out, in) vector
+    with bdlcore.KronFactor(B, A) as F:              # eigendecompose once, reuse
+        Y = F.solve(W, delta=0.5)                    # (B ⊗ A + 0.5 I)^-1 vec(W)
+        var = F.diagonal(delta=0.5, exponent=-1)     # marginal posterior variances, (4, 3)
+
+Matrices are float64, row-major; (B ⊗ A) vec(X) = vec(B X Aᵀ) for X of shape (nb, na), the
+layout of a PyTorch Linear weight. Failures raise subclasses of :class:`BDLError`.
+The shared library is found via ``BDLCORE_LIBRARY``, the package directory, or the source tree's
+``.build/release`` folder.
+"""
+
+from . import _lib
+from ._errors import (
+    BDLError,
+    BDLIOError,
+    CorruptDataError,
+    InternalError,
+    InvalidArgumentError,
+    NonFiniteInputError,
+    NotConvergedError,
+    NotPositiveDefiniteError,
+    OutOfMemoryError,
+    ShapeMismatchError,
+    Status,
+    UnsupportedError,
+    WrongStateError,
+)
+from .blas import BLASInfo, blas_info
+from .kron import KronFactor, kron_diagonal, kron_logdet, kron_solve
+
+__version__ = _lib.lib.bdl_version_string().decode("ascii")
+
+
+def version_number() -> int:
+    """The library's version as MAJOR·10000 + MINOR·100 + PATCH."""
+    return int(_lib.lib.bdl_version_number())
+
+
+def status_string(status: int) -> str:
+    """Short static description of a status ("invalid argument"); unknown values give "unknown status"."""
+    return _lib.lib.bdl_status_string(int(status)).decode("utf-8", "replace")
+
+
+def last_error_message() -> str:
+    """The message of the most recent failed bdlcore call on this thread ("" if none)."""
+    return _lib.lib.bdl_last_error_message().decode("utf-8", "replace")
+
+
+def debug_live_handles() -> int:
+    """Number of bdlcore handles alive in the process (created and not yet freed), for leak tests."""
+    return int(_lib.lib.bdl_debug_live_handles())
+
+
+__all__ = [
+    "__version__",
+    "version_number",
+    "status_string",
+    "last_error_message",
+    "debug_live_handles",
+    "kron_logdet",
+    "kron_solve",
+    "kron_diagonal",
+    "KronFactor",
+    "blas_info",
+    "BLASInfo",
+    "Status",
+    "BDLError",
+    "InvalidArgumentError",
+    "ShapeMismatchError",
+    "NonFiniteInputError",
+    "NotPositiveDefiniteError",
+    "NotConvergedError",
+    "OutOfMemoryError",
+    "BDLIOError",
+    "CorruptDataError",
+    "WrongStateError",
+    "UnsupportedError",
+    "InternalError",
+]

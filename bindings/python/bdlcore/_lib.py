@@ -1,0 +1,286 @@
+"""Loader and ctypes declarations of the bdlcore C ABI (``include/bdlcore.h``).
+
+This module mirrors the header: one declaration per C function, in header order, each with its C
+prototype in a comment, plus the header's constants and the ``bdl_blas_info_t`` struct. Nothing
+here converts or checks values; the public modules (``kron``, ``blas``) do that.
+
+The shared library is looked for, in this order:
+
+1. the file named by the environment variable ``BDLCORE_LIBRARY``;
+2. ``libbdlcore.so`` next to this file (an installed wheel ships it there);
+3. ``.build/release/libbdlcore.so`` of the source tree this package sits in
+   (``<package dir>/../../../.build/release``), i.e. the output of
+   ``swift build -c release -Xswiftc -static-stdlib``.
+
+If none loads, importing ``bdlcore`` raises :class:`LibraryNotFoundError` (an ``ImportError``)
+whose message lists every path tried and why each failed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import warnings
+from ctypes import POINTER, Structure, c_char, c_char_p, c_double, c_int32, c_int64, c_uint32, c_void_p
+from typing import List, Mapping, Optional, Sequence, Tuple
+
+__all__ = [
+    "LibraryNotFoundError",
+    "library_candidates",
+    "load_library",
+    "lib",
+    "library_path",
+    "DECLARED_FUNCTIONS",
+    "bdl_blas_info_t",
+]
+
+#: Environment variable naming the shared library to load, tried before anything else.
+LIBRARY_ENV_VAR = "BDLCORE_LIBRARY"
+#: File name of the shared library.
+LIBRARY_NAME = "libbdlcore.so"
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class LibraryNotFoundError(ImportError):
+    """No candidate file could be loaded as libbdlcore; the message lists each path and reason."""
+
+
+def library_candidates(
+    environ: Optional[Mapping[str, str]] = None, package_dir: Optional[str] = None
+) -> List[Tuple[str, str]]:
+    """The files to try, in order, as ``(origin, path)`` pairs.
+
+    ``environ`` defaults to ``os.environ`` and ``package_dir`` to this package's directory; both
+    are parameters so that the search can be exercised without touching the real ones.
+    """
+    environ = os.environ if environ is None else environ
+    package_dir = _PACKAGE_DIR if package_dir is None else package_dir
+    candidates = []
+    override = environ.get(LIBRARY_ENV_VAR, "")
+    if override:
+        candidates.append((LIBRARY_ENV_VAR, os.path.abspath(override)))
+    candidates.append(("package directory", os.path.join(package_dir, LIBRARY_NAME)))
+    repo_build = os.path.join(package_dir, os.pardir, os.pardir, os.pardir, ".build", "release", LIBRARY_NAME)
+    candidates.append(("source tree build", os.path.normpath(repo_build)))
+    return candidates
+
+
+def load_library(candidates: Sequence[Tuple[str, str]]) -> Tuple[ctypes.CDLL, str]:
+    """Loads the first candidate that is a bdlcore library; returns ``(library, path)``.
+
+    Raises :class:`LibraryNotFoundError` listing every ``origin: path (reason)`` when none loads.
+    A failing ``BDLCORE_LIBRARY`` followed by a working fallback is reported with a
+    ``RuntimeWarning``, since the caller asked for that file explicitly.
+    """
+    failures = []
+    for origin, path in candidates:
+        if not os.path.exists(path):
+            failures.append(f"  {origin}: {path} (no such file)")
+            continue
+        try:
+            library = ctypes.CDLL(path)
+        except OSError as error:
+            failures.append(f"  {origin}: {path} ({error})")
+            continue
+        if not hasattr(library, "bdl_version_string"):
+            failures.append(f"  {origin}: {path} (loaded, but it does not export bdl_version_string)")
+            continue
+        if failures and any(line.startswith(f"  {LIBRARY_ENV_VAR}:") for line in failures):
+            warnings.warn(
+                f"{LIBRARY_ENV_VAR} could not be loaded, using {path} instead:\n" + "\n".join(failures),
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return library, path
+    tried = "\n".join(failures) if failures else "  (no candidates)"
+    raise LibraryNotFoundError(
+        f"could not load the bdlcore shared library ({LIBRARY_NAME}). Tried, in order:\n{tried}\n"
+        f"Build it with `swift build -c release -Xswiftc -static-stdlib` in the repository, "
+        f"or set {LIBRARY_ENV_VAR} to its path."
+    )
+
+
+lib, library_path = load_library(library_candidates())
+
+# ---------------------------------------------------------------------------------------------
+# Constants of bdlcore.h
+# ---------------------------------------------------------------------------------------------
+
+BDL_VERSION_MAJOR = 0
+BDL_VERSION_MINOR = 1
+BDL_VERSION_PATCH = 0
+
+BDL_OK = 0
+BDL_INVALID_ARGUMENT = 1
+BDL_SHAPE_MISMATCH = 2
+BDL_NON_FINITE_INPUT = 3
+BDL_NOT_POSITIVE_DEFINITE = 4
+BDL_NOT_CONVERGED = 5
+BDL_OUT_OF_MEMORY = 6
+BDL_IO_ERROR = 7
+BDL_CORRUPT_DATA = 8
+BDL_WRONG_STATE = 9
+BDL_UNSUPPORTED = 10
+BDL_INTERNAL = 11
+
+#: Every status constant by its header name, in value order.
+STATUS_CONSTANTS = {
+    "BDL_OK": BDL_OK,
+    "BDL_INVALID_ARGUMENT": BDL_INVALID_ARGUMENT,
+    "BDL_SHAPE_MISMATCH": BDL_SHAPE_MISMATCH,
+    "BDL_NON_FINITE_INPUT": BDL_NON_FINITE_INPUT,
+    "BDL_NOT_POSITIVE_DEFINITE": BDL_NOT_POSITIVE_DEFINITE,
+    "BDL_NOT_CONVERGED": BDL_NOT_CONVERGED,
+    "BDL_OUT_OF_MEMORY": BDL_OUT_OF_MEMORY,
+    "BDL_IO_ERROR": BDL_IO_ERROR,
+    "BDL_CORRUPT_DATA": BDL_CORRUPT_DATA,
+    "BDL_WRONG_STATE": BDL_WRONG_STATE,
+    "BDL_UNSUPPORTED": BDL_UNSUPPORTED,
+    "BDL_INTERNAL": BDL_INTERNAL,
+}
+
+BDL_BLAS_CORE_FROM_OPENBLAS = 0
+BDL_BLAS_CORE_FROM_USER = 1
+BDL_BLAS_CORE_FROM_BDLCORE = 2
+BDL_BLAS_CORE_PRELOADED = 3
+
+#: Every BLAS core source constant by its header name.
+BLAS_CORE_CONSTANTS = {
+    "BDL_BLAS_CORE_FROM_OPENBLAS": BDL_BLAS_CORE_FROM_OPENBLAS,
+    "BDL_BLAS_CORE_FROM_USER": BDL_BLAS_CORE_FROM_USER,
+    "BDL_BLAS_CORE_FROM_BDLCORE": BDL_BLAS_CORE_FROM_BDLCORE,
+    "BDL_BLAS_CORE_PRELOADED": BDL_BLAS_CORE_PRELOADED,
+}
+
+# ---------------------------------------------------------------------------------------------
+# Types
+# ---------------------------------------------------------------------------------------------
+
+bdl_status = c_int32
+_dptr = POINTER(c_double)
+_handle = c_void_p  # bdl_kron_factor*, opaque
+
+
+class bdl_blas_info_t(Structure):
+    """Mirror of ``bdl_blas_info_t``, field by field."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("num_threads", c_int32),
+        ("core_source", c_int32),
+        ("core", c_char * 64),
+        ("requested_core", c_char * 64),
+        ("openblas_library", c_char * 512),
+        ("lapacke_library", c_char * 512),
+        ("config", c_char * 256),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Functions, in header order
+# ---------------------------------------------------------------------------------------------
+
+_declared: List[str] = []
+_missing: List[str] = []
+
+
+def _declare(name: str, restype, argtypes) -> None:
+    try:
+        function = getattr(lib, name)
+    except AttributeError:
+        _missing.append(name)
+        return
+    function.restype = restype
+    function.argtypes = list(argtypes)
+    _declared.append(name)
+
+
+# const char *bdl_version_string(void);
+_declare("bdl_version_string", c_char_p, [])
+
+# int32_t bdl_version_number(void);
+_declare("bdl_version_number", c_int32, [])
+
+# const char *bdl_status_string(bdl_status status);
+_declare("bdl_status_string", c_char_p, [bdl_status])
+
+# const char *bdl_last_error_message(void);
+_declare("bdl_last_error_message", c_char_p, [])
+
+# int64_t bdl_debug_live_handles(void);
+_declare("bdl_debug_live_handles", c_int64, [])
+
+# bdl_status bdl_blas_info(bdl_blas_info_t *out_info);
+_declare("bdl_blas_info", bdl_status, [POINTER(bdl_blas_info_t)])
+
+# bdl_status bdl_kron_logdet(const double *B, int64_t nb, const double *A, int64_t na,
+#                            double scale, double delta, double *out_logdet);
+_declare("bdl_kron_logdet", bdl_status, [_dptr, c_int64, _dptr, c_int64, c_double, c_double, _dptr])
+
+# bdl_status bdl_kron_solve(const double *B, int64_t nb, const double *A, int64_t na,
+#                           double scale, double delta, const double *X, int64_t k,
+#                           double *out_Y);
+_declare(
+    "bdl_kron_solve",
+    bdl_status,
+    [_dptr, c_int64, _dptr, c_int64, c_double, c_double, _dptr, c_int64, _dptr],
+)
+
+# bdl_status bdl_kron_diagonal(const double *B, int64_t nb, const double *A, int64_t na,
+#                              double scale, double delta, double exponent,
+#                              double *out_diag);
+_declare(
+    "bdl_kron_diagonal",
+    bdl_status,
+    [_dptr, c_int64, _dptr, c_int64, c_double, c_double, c_double, _dptr],
+)
+
+# bdl_status bdl_kron_factor_create(const double *B, int64_t nb, const double *A, int64_t na,
+#                                   bdl_kron_factor **out_factor);
+_declare("bdl_kron_factor_create", bdl_status, [_dptr, c_int64, _dptr, c_int64, POINTER(_handle)])
+
+# void bdl_kron_factor_free(bdl_kron_factor *factor);
+_declare("bdl_kron_factor_free", None, [_handle])
+
+# bdl_status bdl_kron_factor_shape(const bdl_kron_factor *factor, int64_t *out_nb,
+#                                  int64_t *out_na);
+_declare("bdl_kron_factor_shape", bdl_status, [_handle, POINTER(c_int64), POINTER(c_int64)])
+
+# bdl_status bdl_kron_factor_eigenvalues(const bdl_kron_factor *factor, double *out_beta,
+#                                        int64_t beta_capacity, double *out_alpha,
+#                                        int64_t alpha_capacity);
+_declare("bdl_kron_factor_eigenvalues", bdl_status, [_handle, _dptr, c_int64, _dptr, c_int64])
+
+# bdl_status bdl_kron_factor_logdet(const bdl_kron_factor *factor, double scale, double delta,
+#                                   double *out_logdet);
+_declare("bdl_kron_factor_logdet", bdl_status, [_handle, c_double, c_double, _dptr])
+
+# bdl_status bdl_kron_factor_apply_power(const bdl_kron_factor *factor, double scale,
+#                                        double delta, double exponent, const double *X,
+#                                        int64_t k, double *out_Y, int64_t out_capacity);
+_declare(
+    "bdl_kron_factor_apply_power",
+    bdl_status,
+    [_handle, c_double, c_double, c_double, _dptr, c_int64, _dptr, c_int64],
+)
+
+# bdl_status bdl_kron_factor_diagonal(const bdl_kron_factor *factor, double scale,
+#                                     double delta, double exponent, double *out_diag,
+#                                     int64_t out_capacity);
+_declare("bdl_kron_factor_diagonal", bdl_status, [_handle, c_double, c_double, c_double, _dptr, c_int64])
+
+#: The C functions declared above, in header order (compared with the header by the tests).
+DECLARED_FUNCTIONS: Tuple[str, ...] = tuple(_declared)
+
+if _missing:
+    raise LibraryNotFoundError(
+        f"{library_path} is not a compatible bdlcore library: it lacks "
+        + ", ".join(_missing)
+        + " (rebuild it from the same source tree as this package)"
+    )
+
+
+def as_pointer(array) -> "ctypes._Pointer":
+    """``double*`` to the data of a C-contiguous float64 numpy array."""
+    return array.ctypes.data_as(_dptr)

@@ -1,0 +1,273 @@
+/*
+ * bdlcore.h — the C API of bdlcore, Bayesian-deep-learning numerics.
+ *
+ * This header is the specification. The library implements it with Swift functions that the
+ * compiler checks against these declarations, so a declaration here and its implementation
+ * cannot drift apart.
+ *
+ * Conventions (they hold for every function below)
+ * ------------------------------------------------
+ * - Every fallible function returns a bdl_status (BDL_OK = 0). Results are written to the trailing
+ *   `out` pointers, and only when the call returns BDL_OK: on failure no output is touched.
+ * - On failure bdl_last_error_message() describes what went wrong, naming the argument and value.
+ * - Matrices are double precision, row-major, C-contiguous, with explicit dimensions.
+ *   Sizes are int64_t; a negative size, a size whose products overflow, or a NULL pointer with a
+ *   non-zero size is BDL_INVALID_ARGUMENT. NaN or Inf in an input array is BDL_NON_FINITE_INPUT.
+ * - Outputs go into caller-allocated buffers. When an output's length is fixed by the dimension
+ *   arguments of the same call, the documentation states it; when it depends on a handle, the call
+ *   takes the buffer's capacity (in elements) and fails with BDL_SHAPE_MISMATCH if it is too small.
+ * - Handles are opaque: bdl_X_create(..., bdl_X **out) makes one, bdl_X_free(bdl_X *) releases it
+ *   and accepts NULL. A pointer that is not a live handle of the right kind is rejected with
+ *   BDL_INVALID_ARGUMENT (best effort: a freed address reused by a new handle cannot be told apart).
+ *
+ * Threading
+ * ---------
+ * Functions are reentrant. One handle must not be used by two threads at the same time; distinct
+ * handles may be used concurrently. The last error message is thread-local.
+ * Dense linear algebra runs in OpenBLAS, which has its own thread pool: set OPENBLAS_NUM_THREADS
+ * (before the first bdlcore call) to bound it, e.g. to 1 when your program already runs one
+ * bdlcore call per core.
+ *
+ * BLAS kernel selection
+ * ---------------------
+ * bdlcore loads OpenBLAS and LAPACKE lazily, on the first call that needs them (dlopen of
+ * libopenblas.so.0, then liblapacke.so.3). If OPENBLAS_CORETYPE is not set, it first chooses the
+ * core from the CPU's features (AVX-512 → SkylakeX, AVX2+FMA → Haswell), because some OpenBLAS
+ * builds do not recognise recent CPUs and fall back to kernels five times slower; it removes the
+ * variable again once OpenBLAS has read it. A value you set yourself always wins. If OpenBLAS was
+ * already loaded into the process by someone else, its kernel was chosen then; bdl_blas_info()
+ * reports what is in use. BDLCORE_OPENBLAS_LIBRARY and BDLCORE_LAPACKE_LIBRARY name other files.
+ */
+#ifndef BDLCORE_H
+#define BDLCORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define BDL_API __attribute__((visibility("default")))
+#else
+#define BDL_API
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Version
+ * ------------------------------------------------------------------------------------------- */
+
+#define BDL_VERSION_MAJOR 0
+#define BDL_VERSION_MINOR 1
+#define BDL_VERSION_PATCH 0
+
+/** The library's version as "MAJOR.MINOR.PATCH"; static storage, never NULL. */
+BDL_API const char *bdl_version_string(void);
+
+/** The library's version as MAJOR·10000 + MINOR·100 + PATCH, to compare with the macros above. */
+BDL_API int32_t bdl_version_number(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Status and errors
+ * ------------------------------------------------------------------------------------------- */
+
+/** Result of every fallible call. Values are pinned; new ones are only ever appended. */
+typedef int32_t bdl_status;
+
+enum {
+  BDL_OK = 0,                     /**< success */
+  BDL_INVALID_ARGUMENT = 1,       /**< caller bug: NULL pointer, negative or overflowing size, bad enum or option */
+  BDL_SHAPE_MISMATCH = 2,         /**< dimensions disagree with each other or with a handle, or a buffer is too small */
+  BDL_NON_FINITE_INPUT = 3,       /**< NaN or ±Inf in an input */
+  BDL_NOT_POSITIVE_DEFINITE = 4,  /**< a matrix that must be positive (semi-)definite is not */
+  BDL_NOT_CONVERGED = 5,          /**< an iterative method stopped before its tolerance */
+  BDL_OUT_OF_MEMORY = 6,          /**< an allocation failed or would exceed addressable memory */
+  BDL_IO_ERROR = 7,               /**< a file could not be opened, read or written */
+  BDL_CORRUPT_DATA = 8,           /**< a file or buffer is malformed, truncated or fails its checksum */
+  BDL_WRONG_STATE = 9,            /**< the object is not in a state that allows the call (e.g. not fitted) */
+  BDL_UNSUPPORTED = 10,           /**< valid request this build or platform cannot serve (e.g. OpenBLAS missing) */
+  BDL_INTERNAL = 11               /**< a bug in bdlcore; please report it with the message */
+};
+
+/** Short static description of a status ("invalid argument"); unknown values give "unknown status". */
+BDL_API const char *bdl_status_string(bdl_status status);
+
+/**
+ * Message describing the most recent failure on the calling thread, naming the argument and value
+ * ("B: entry (0, 1) = 2 differs from (1, 0) = 3; the factor must be symmetric"). Empty if no call
+ * on this thread has failed. The text is owned by the library and valid until the next bdlcore call
+ * on the same thread.
+ */
+BDL_API const char *bdl_last_error_message(void);
+
+/** Number of handles currently alive in the process (created and not yet freed). For leak tests. */
+BDL_API int64_t bdl_debug_live_handles(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * BLAS backend
+ * ------------------------------------------------------------------------------------------- */
+
+/** Where the OpenBLAS core in use came from. */
+enum {
+  BDL_BLAS_CORE_FROM_OPENBLAS = 0, /**< OpenBLAS detected the CPU itself (no CPU feature bdlcore keys on) */
+  BDL_BLAS_CORE_FROM_USER = 1,     /**< OPENBLAS_CORETYPE was set before bdlcore loaded OpenBLAS */
+  BDL_BLAS_CORE_FROM_BDLCORE = 2,  /**< bdlcore chose it from the CPU features */
+  BDL_BLAS_CORE_PRELOADED = 3      /**< OpenBLAS was already in the process; its core was chosen then */
+};
+
+/** Description of the BLAS/LAPACK libraries bdlcore uses. Strings are NUL-terminated. */
+typedef struct bdl_blas_info_t {
+  uint32_t struct_size;        /**< set to sizeof(bdl_blas_info_t) by the caller before the call */
+  int32_t num_threads;         /**< OpenBLAS threads (openblas_get_num_threads) */
+  int32_t core_source;         /**< one of BDL_BLAS_CORE_* */
+  char core[64];               /**< openblas_get_corename(), e.g. "Haswell", "SkylakeX" */
+  char requested_core[64];     /**< OPENBLAS_CORETYPE value in effect at load ("" if none) */
+  char openblas_library[512];  /**< file of the loaded OpenBLAS */
+  char lapacke_library[512];   /**< file of the loaded LAPACKE */
+  char config[256];            /**< openblas_get_config(), e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ..." */
+} bdl_blas_info_t;
+
+/**
+ * Loads OpenBLAS and LAPACKE if not yet loaded and describes them.
+ *
+ * @param[in,out] out_info  caller sets out_info->struct_size = sizeof(bdl_blas_info_t); the library
+ *                          fills at most struct_size bytes (older callers with a smaller struct work)
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL, or struct_size smaller than the fields up to `core`);
+ *         BDL_UNSUPPORTED (OpenBLAS or LAPACKE could not be loaded; the message lists the files tried).
+ */
+BDL_API bdl_status bdl_blas_info(bdl_blas_info_t *out_info);
+
+/* ---------------------------------------------------------------------------------------------
+ * Kronecker-factored matrices: M = scale · B ⊗ A + delta · I
+ *
+ * B (nb × nb, the output-side factor) and A (na × na, the input-side factor) are symmetric
+ * positive semi-definite. Vectors of length nb·na are read as nb × na row-major matrices X, so that
+ * (B ⊗ A) vec(X) = vec(B X Aᵀ) — the layout of a Linear layer's weight (out × in) in PyTorch.
+ * With B = Q_B diag(β) Q_Bᵀ and A = Q_A diag(α) Q_Aᵀ, M = (Q_B ⊗ Q_A) diag(d) (Q_B ⊗ Q_A)ᵀ with
+ * d_ij = scale·β_i·α_j + delta, so every function below works through the two eigendecompositions
+ * and never forms the (nb·na)² matrix: logdet, powers M^e and diag(M^e) are exact for any delta.
+ *
+ * Input checks shared by all of them: B and A must be symmetric (|B_ij − B_ji| ≤ 1e-10·max|B|;
+ * they are symmetrised before use) and positive semi-definite (eigenvalues below
+ * −n·100·ε·max|eigenvalue| are an error; larger negative ones are rounding and are set to 0),
+ * scale ≥ 0 and finite, delta finite. A non-symmetric or indefinite factor is
+ * BDL_NOT_POSITIVE_DEFINITE with the factor named. Operations that need M^e with e ≤ 0 (solve,
+ * logdet, negative powers) need every d_ij > 0; otherwise BDL_NOT_POSITIVE_DEFINITE (for example
+ * a rank-deficient factor with delta ≤ 0).
+ * ------------------------------------------------------------------------------------------- */
+
+/**
+ * log det(scale · B ⊗ A + delta · I) = Σ_ij log(scale·β_i·α_j + delta).
+ *
+ * @param B, nb        output-side factor (nb × nb, row-major), nb ≥ 1
+ * @param A, na        input-side factor (na × na, row-major), na ≥ 1
+ * @param scale        h ≥ 0 (e.g. 1/σ² for Gaussian regression)
+ * @param delta        δ (e.g. the prior precision); every scale·β_i·α_j + δ must be > 0
+ * @param[out] out_logdet  written only on BDL_OK
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL pointer, nb or na < 1, nb·na overflows, scale < 0,
+ *         non-finite scale or delta); BDL_NON_FINITE_INPUT (NaN/Inf in B or A);
+ *         BDL_NOT_POSITIVE_DEFINITE (factor not symmetric PSD, or some d_ij ≤ 0).
+ */
+BDL_API bdl_status bdl_kron_logdet(const double *B, int64_t nb, const double *A, int64_t na,
+                                   double scale, double delta, double *out_logdet);
+
+/**
+ * Solves (scale · B ⊗ A + delta · I) vec(Y_t) = vec(X_t) for k right-hand sides:
+ * Y_t = Q_B [(Q_Bᵀ X_t Q_A) ⊘ d] Q_Aᵀ.
+ *
+ * @param X      k right-hand sides, each an nb × na row-major matrix, stored one after another
+ *               (k·nb·na doubles)
+ * @param k      number of right-hand sides, k ≥ 1
+ * @param[out] out_Y  k·nb·na doubles, same layout as X; may be the same buffer as X
+ * @return as bdl_kron_logdet, plus BDL_NON_FINITE_INPUT for NaN/Inf in X and BDL_INVALID_ARGUMENT
+ *         when k·nb·na overflows.
+ */
+BDL_API bdl_status bdl_kron_solve(const double *B, int64_t nb, const double *A, int64_t na,
+                                  double scale, double delta, const double *X, int64_t k,
+                                  double *out_Y);
+
+/**
+ * Diagonal of (scale · B ⊗ A + delta · I)^exponent, as an nb × na row-major matrix:
+ * diag(M^e)_(i,j) = Σ_pq Q_B[i,p]² Q_A[j,q]² d_pq^e, i.e. ((Q_B∘Q_B) D^e (Q_A∘Q_A)ᵀ)_ij.
+ * exponent = 1 gives scale·B_ii·A_jj + delta; exponent = −1 gives the marginal variances of a
+ * Kronecker-factored Gaussian with precision M.
+ *
+ * @param exponent  any finite e; e ≤ 0 needs every d_ij > 0, e > 0 needs every d_ij ≥ 0
+ * @param[out] out_diag  nb·na doubles
+ * @return as bdl_kron_logdet.
+ */
+BDL_API bdl_status bdl_kron_diagonal(const double *B, int64_t nb, const double *A, int64_t na,
+                                     double scale, double delta, double exponent,
+                                     double *out_diag);
+
+/**
+ * A Kronecker pair B ⊗ A eigendecomposed once, for repeated use with different scale, delta and
+ * exponent (the Laplace posterior of one layer, say). Holds copies of the eigenvectors:
+ * 8·(nb² + na² + nb + na) bytes.
+ */
+typedef struct bdl_kron_factor bdl_kron_factor;
+
+/**
+ * Eigendecomposes B and A (LAPACK dsyevd) and returns a new handle.
+ *
+ * @param B, nb, A, na  as for bdl_kron_logdet
+ * @param[out] out_factor  receives the handle; release it with bdl_kron_factor_free
+ * @return BDL_OK; BDL_INVALID_ARGUMENT; BDL_NON_FINITE_INPUT; BDL_NOT_POSITIVE_DEFINITE (a factor
+ *         is not symmetric PSD); BDL_NOT_CONVERGED (dsyevd failed to converge); BDL_UNSUPPORTED
+ *         (OpenBLAS/LAPACKE missing).
+ */
+BDL_API bdl_status bdl_kron_factor_create(const double *B, int64_t nb, const double *A, int64_t na,
+                                          bdl_kron_factor **out_factor);
+
+/** Releases a factor. NULL is accepted and ignored. */
+BDL_API void bdl_kron_factor_free(bdl_kron_factor *factor);
+
+/** The factor orders nb and na. */
+BDL_API bdl_status bdl_kron_factor_shape(const bdl_kron_factor *factor, int64_t *out_nb,
+                                         int64_t *out_na);
+
+/**
+ * The eigenvalues β of B (ascending, nb of them) and α of A (ascending, na of them), after
+ * rounding-level negative values were set to 0.
+ *
+ * @param out_beta, beta_capacity    buffer for β; capacity ≥ nb or BDL_SHAPE_MISMATCH
+ * @param out_alpha, alpha_capacity  buffer for α; capacity ≥ na or BDL_SHAPE_MISMATCH
+ */
+BDL_API bdl_status bdl_kron_factor_eigenvalues(const bdl_kron_factor *factor, double *out_beta,
+                                               int64_t beta_capacity, double *out_alpha,
+                                               int64_t alpha_capacity);
+
+/** log det(scale · B ⊗ A + delta · I); statuses as bdl_kron_logdet. */
+BDL_API bdl_status bdl_kron_factor_logdet(const bdl_kron_factor *factor, double scale, double delta,
+                                          double *out_logdet);
+
+/**
+ * Y_t = (scale · B ⊗ A + delta · I)^exponent X_t for k matrices X_t (nb × na each):
+ * Y_t = Q_B [(Q_Bᵀ X_t Q_A) ∘ d^e] Q_Aᵀ. exponent −1 solves, −½ whitens (a sample of N(0, M⁻¹)
+ * is M^(−½) z), ½ and 1 multiply.
+ *
+ * @param X, k            k·nb·na doubles, k ≥ 1
+ * @param[out] out_Y      may be the same buffer as X
+ * @param out_capacity    length of out_Y in doubles; must be ≥ k·nb·na
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL, k < 1, non-finite or negative scale, non-finite
+ *         delta or exponent); BDL_NON_FINITE_INPUT (X); BDL_SHAPE_MISMATCH (capacity);
+ *         BDL_NOT_POSITIVE_DEFINITE (some d_ij ≤ 0 with exponent ≤ 0, or < 0 with exponent > 0).
+ */
+BDL_API bdl_status bdl_kron_factor_apply_power(const bdl_kron_factor *factor, double scale,
+                                               double delta, double exponent, const double *X,
+                                               int64_t k, double *out_Y, int64_t out_capacity);
+
+/**
+ * diag((scale · B ⊗ A + delta · I)^exponent) into out_diag (nb × na row-major; capacity ≥ nb·na).
+ * Statuses as bdl_kron_factor_apply_power.
+ */
+BDL_API bdl_status bdl_kron_factor_diagonal(const bdl_kron_factor *factor, double scale,
+                                            double delta, double exponent, double *out_diag,
+                                            int64_t out_capacity);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BDLCORE_H */
