@@ -150,7 +150,8 @@ BDL_API bdl_status bdl_blas_info(bdl_blas_info_t *out_info);
  *
  * Input checks shared by all of them: B and A must be symmetric (|B_ij − B_ji| ≤ 1e-10·max|B|;
  * they are symmetrised before use) and positive semi-definite (eigenvalues below
- * −n·100·ε·max|eigenvalue| are an error; larger negative ones are rounding and are set to 0),
+ * −n·100·ε·max|eigenvalue| are an error; those within ±n·100·ε·max|eigenvalue| of zero are
+ * rounding and are set to exactly 0, so a rank-deficient factor is singular, not nearly so),
  * scale ≥ 0 and finite, delta finite. A non-symmetric or indefinite factor is
  * BDL_NOT_POSITIVE_DEFINITE with the factor named. Operations that need M^e with e ≤ 0 (solve,
  * logdet, negative powers) need every d_ij > 0; otherwise BDL_NOT_POSITIVE_DEFINITE (for example
@@ -229,7 +230,7 @@ BDL_API bdl_status bdl_kron_factor_shape(const bdl_kron_factor *factor, int64_t 
 
 /**
  * The eigenvalues β of B (ascending, nb of them) and α of A (ascending, na of them), after
- * rounding-level negative values were set to 0.
+ * rounding-level values (|λ| ≤ n·100·ε·max|λ|) were set to 0.
  *
  * @param out_beta, beta_capacity    buffer for β; capacity ≥ nb or BDL_SHAPE_MISMATCH
  * @param out_alpha, alpha_capacity  buffer for α; capacity ≥ na or BDL_SHAPE_MISMATCH

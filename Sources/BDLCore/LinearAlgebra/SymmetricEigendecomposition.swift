@@ -53,14 +53,15 @@ public struct SymmetricEigendecomposition: Sendable {
     self.eigenvectors = eigenvectors
   }
 
-  /// Negative eigenvalues down to −(n·100·ε)·max|λ| are what dsyevd's backward error allows for a
-  /// PSD matrix (‖ΔA‖ = O(n·ε·‖A‖)); they are rounding, not indefiniteness.
+  /// Eigenvalues within ±(n·100·ε)·max|λ| of zero are what dsyevd's backward error
+  /// (‖ΔA‖ = O(n·ε·‖A‖)) allows for an exact zero: rounding, neither indefiniteness nor curvature.
   public static func roundingFloor(order n: Int, largest: Double) -> Double {
     Double(max(n, 1)) * 100 * Double.ulpOfOne * largest
   }
 
   /// The decomposition of a matrix required to be positive semi-definite: eigenvalues within
-  /// rounding of zero are set to exactly 0; clearly negative ones throw `.notPositiveDefinite`.
+  /// rounding of zero (either sign) are set to exactly 0, so that a rank-deficient factor is
+  /// singular rather than "positive" by 1e-17; clearly negative ones throw `.notPositiveDefinite`.
   public static func positiveSemidefinite(_ matrix: Matrix, name: String) throws(BDLError) -> Self {
     let raw = try Self(matrix, name: name)
     let largest = raw.eigenvalues.reduce(0) { max($0, abs($1)) }
@@ -69,7 +70,7 @@ public struct SymmetricEigendecomposition: Sendable {
       throw .notPositiveDefinite(
         "\(name): eigenvalue \(smallest) is negative (largest |eigenvalue| \(largest)); the matrix must be positive semi-definite")
     }
-    return Self(eigenvalues: raw.eigenvalues.map { max($0, 0) }, eigenvectors: raw.eigenvectors)
+    return Self(eigenvalues: raw.eigenvalues.map { $0 > floor ? $0 : 0 }, eigenvectors: raw.eigenvectors)
   }
 
   /// Q·diag(f(λ))·Qᵀ.
