@@ -24,8 +24,8 @@ struct KroneckerTests {
   /// The dense M = h·B⊗A + δI.
   private func denseM(_ b: Matrix, _ a: Matrix, _ h: Double, _ δ: Double) throws -> Matrix {
     var m = try Kronecker(b, a).dense()
-    for i in m.elements.indices { m.elements[i] *= h }
-    for i in 0..<m.rows { m[i, i] += δ }
+    try m.scale(by: h)
+    try m.add(Matrix.identity(m.rows), scaledBy: δ)
     return m
   }
 
@@ -36,6 +36,19 @@ struct KroneckerTests {
     let k = try Kronecker(b, a)
     let dense = try k.dense()
     expectClose(try k.apply(x).elements, try dense.multiplied(by: x.elements), tolerance: Tolerance.relativeDense, "row-major vec convention")
+  }
+
+  @Test("B⊗A applied to a batch equals the dense product block by block")
+  func applyBatch() throws {
+    var rng = SeededGenerator(seed: 51)
+    let b = rng.matrix(3, 3), a = rng.matrix(5, 5)
+    let x = rng.vector(4 * 15)
+    let k = try Kronecker(b, a)
+    let dense = try k.dense()
+    var expected: [Double] = []
+    for t in 0..<4 { expected += try dense.multiplied(by: Array(x[(t * 15)..<((t + 1) * 15)])) }
+    expectClose(try k.apply(to: x, count: 4), expected, tolerance: Tolerance.relativeDense, "batched B⊗A")
+    #expect(throws: BDLError.self) { try k.apply(to: x, count: 3) }
   }
 
   @Test("log det equals the Cholesky log det of the dense matrix", arguments: cases.indices)

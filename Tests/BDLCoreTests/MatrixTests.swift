@@ -39,6 +39,18 @@ struct MatrixTests {
     expectClose(try dot(x, x), x.reduce(0) { $0 + $1 * $1 }, tolerance: Tolerance.relativeDense, "xᵀx")
   }
 
+  @Test("axpy and scal")
+  func axpyScal() throws {
+    var rng = SeededGenerator(seed: 4)
+    let a = rng.matrix(3, 4), b = rng.matrix(3, 4)
+    var c = a
+    try c.add(b, scaledBy: -2)
+    expectClose(c.elements, zip(a.elements, b.elements).map { $0 - 2 * $1 }, tolerance: 1e-15, "A − 2B")
+    try c.scale(by: 0.5)
+    expectClose(c.elements, zip(a.elements, b.elements).map { 0.5 * $0 - $1 }, tolerance: 1e-15, "½(A − 2B)")
+    #expect(throws: BDLError.self) { try c.add(Matrix(rows: 4, columns: 3)) }
+  }
+
   @Test("shape errors are thrown, not trapped")
   func shapeErrors() throws {
     let a = Matrix(rows: 2, columns: 3), b = Matrix(rows: 2, columns: 3)

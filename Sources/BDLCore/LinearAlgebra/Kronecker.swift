@@ -24,6 +24,40 @@ public struct Kronecker: Sendable {
     return try b.multiplied(by: x).multiplied(by: a, transposingOther: true)
   }
 
+  /// (B ⊗ A)·vec(X_t) = vec(B·X_t·Aᵀ) for `count` nb × na matrices stored one after another:
+  /// one gemm multiplies every block by Aᵀ at once, then one gemm per block applies B.
+  public func apply(to x: [Double], count k: Int) throws(BDLError) -> [Double] {
+    let nb = b.rows, na = a.rows
+    let blockSize = try Validation.product(nb, na, "Kronecker order nb·na")
+    guard k >= 0, try Validation.product(k, blockSize, "right-hand sides") == x.count else {
+      throw .shapeMismatch("expected \(k) matrices of \(nb) × \(na), got \(x.count) entries")
+    }
+    if k == 0 || blockSize == 0 { return x }
+    var right = [Double](repeating: 0, count: x.count)
+    var output = [Double](repeating: 0, count: x.count)
+    try x.withUnsafeBufferPointer { xp throws(BDLError) in
+      try a.elements.withUnsafeBufferPointer { ap throws(BDLError) in
+        try b.elements.withUnsafeBufferPointer { bp throws(BDLError) in
+          try right.withUnsafeMutableBufferPointer { rp throws(BDLError) in
+            try output.withUnsafeMutableBufferPointer { op throws(BDLError) in
+              try BLAS.gemm(
+                transposeA: false, transposeB: true, m: k * nb, n: na, k: na, alpha: 1,
+                a: xp.baseAddress!, lda: na, b: ap.baseAddress!, ldb: na, beta: 0,
+                c: rp.baseAddress!, ldc: na)
+              for t in 0..<k {
+                try BLAS.gemm(
+                  transposeA: false, transposeB: false, m: nb, n: na, k: nb, alpha: 1,
+                  a: bp.baseAddress!, lda: nb, b: rp.baseAddress! + t * blockSize, ldb: na,
+                  beta: 0, c: op.baseAddress! + t * blockSize, ldc: na)
+              }
+            }
+          }
+        }
+      }
+    }
+    return output
+  }
+
   /// The dense (nb·na) × (nb·na) matrix: entry ((i, j), (k, l)) = B_ik·A_jl. For tests and small
   /// sizes only — it has (nb·na)² entries.
   public func dense() throws(BDLError) -> Matrix {

@@ -64,6 +64,27 @@ extension Matrix {
     return y
   }
 
+  /// self ← self + α·other (daxpy), for matrices of equal shape.
+  public mutating func add(_ other: Matrix, scaledBy alpha: Double = 1) throws(BDLError) {
+    guard rows == other.rows, columns == other.columns else {
+      throw .shapeMismatch("matrix sum: \(rows) × \(columns) and \(other.rows) × \(other.columns)")
+    }
+    if elements.isEmpty { return }
+    try other.elements.withUnsafeBufferPointer { x throws(BDLError) in
+      try elements.withUnsafeMutableBufferPointer { y throws(BDLError) in
+        try BLAS.axpy(x.count, alpha, x.baseAddress!, y.baseAddress!)
+      }
+    }
+  }
+
+  /// self ← α·self (dscal).
+  public mutating func scale(by alpha: Double) throws(BDLError) {
+    if elements.isEmpty { return }
+    try elements.withUnsafeMutableBufferPointer { x throws(BDLError) in
+      try BLAS.scal(x.count, alpha, x.baseAddress!)
+    }
+  }
+
   /// Copies the lower triangle onto the upper one.
   mutating func fillUpperFromLower() {
     for i in 0..<rows {
