@@ -71,7 +71,9 @@ test-c: build
 	done
 
 # The Swift quickstart is its own package that depends on this one by path, as a user's would.
+# Built from scratch each time: SwiftPM's cache of a path dependency can miss newly added files.
 test-swift-package: setup
+	rm -rf bindings/swift/quickstart/.build
 	$(SWIFT) run --package-path bindings/swift/quickstart
 
 test-python: build

@@ -32,7 +32,8 @@
  * ---------------------
  * bdlcore loads OpenBLAS and LAPACKE lazily, on the first call that needs them (dlopen of
  * libopenblas.so.0, then liblapacke.so.3). If OPENBLAS_CORETYPE is not set, it first chooses the
- * core from the CPU's features (AVX-512 → SkylakeX, AVX2+FMA → Haswell), because some OpenBLAS
+ * core from the CPU's features (AVX-512 → SkylakeX; AVX2+FMA → Zen on AMD, Haswell otherwise;
+ * older CPUs are left to OpenBLAS's own detection), because some OpenBLAS
  * builds do not recognise recent CPUs and fall back to kernels five times slower; it removes the
  * variable again once OpenBLAS has read it. A value you set yourself always wins. If OpenBLAS was
  * already loaded into the process by someone else, its kernel was chosen then; bdl_blas_info()

@@ -47,6 +47,12 @@ enum Arguments {
     return Array(UnsafeBufferPointer(start: pointer, count: count))
   }
 
+  /// A view of `count` doubles of a caller's array, after checking the pointer; valid for the call.
+  static func buffer(_ pointer: UnsafePointer<Double>?, count: Int, _ name: String) throws(BDLError) -> UnsafeBufferPointer<Double> {
+    guard let pointer else { throw .invalidArgument("\(name) is NULL") }
+    return UnsafeBufferPointer(start: pointer, count: count)
+  }
+
   /// An n × n row-major matrix from a caller's array.
   static func squareMatrix(_ pointer: UnsafePointer<Double>?, order n: Int64, _ name: String, orderName: String) throws(BDLError) -> Matrix {
     let order = try size(n, orderName)

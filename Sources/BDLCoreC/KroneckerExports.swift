@@ -13,13 +13,13 @@ private func decompose(
   return try KroneckerEigendecomposition(b: bMatrix, a: aMatrix)
 }
 
-/// Reads k matrices of nb × na.
+/// The caller's k matrices of nb × na, read in place (no copy: they may be large).
 private func rightHandSides(
   _ x: UnsafePointer<Double>?, _ k: Int64, _ factor: KroneckerEigendecomposition
-) throws(BDLError) -> (values: [Double], count: Int) {
+) throws(BDLError) -> (values: UnsafeBufferPointer<Double>, count: Int) {
   let count = try Arguments.size(k, "k")
   let total = try Arguments.product([count, factor.outputOrder, factor.inputOrder], "k·nb·na")
-  return (try Arguments.array(x, count: total, "X"), count)
+  return (try Arguments.buffer(x, count: total, "X"), count)
 }
 
 @c @implementation
@@ -44,7 +44,9 @@ public func bdl_kron_solve(
     let out = try Arguments.output(outY, "out_Y")
     let factor = try decompose(B, nb, A, na)
     let rhs = try rightHandSides(X, k, factor)
-    out.write(try factor.applyPower(-1, scale: scale, shift: delta, to: rhs.values, count: rhs.count))
+    try factor.applyPower(
+      -1, scale: scale, shift: delta, to: rhs.values, count: rhs.count,
+      into: UnsafeMutableBufferPointer(start: out, count: rhs.values.count))
   }
 }
 
@@ -129,7 +131,9 @@ public func bdl_kron_factor_apply_power(
     let value = try factorValue(factor)
     let rhs = try rightHandSides(X, k, value)
     let out = try Arguments.output(outY, capacity: outCapacity, needed: rhs.values.count, "out_Y")
-    out.write(try value.applyPower(exponent, scale: scale, shift: delta, to: rhs.values, count: rhs.count))
+    try value.applyPower(
+      exponent, scale: scale, shift: delta, to: rhs.values, count: rhs.count,
+      into: UnsafeMutableBufferPointer(start: out, count: rhs.values.count))
   }
 }
 

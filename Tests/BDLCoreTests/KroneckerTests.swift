@@ -113,3 +113,32 @@ struct KroneckerTests {
     #expect(throws: BDLError.self) { try k.applyPower(1, scale: 1, shift: 1, to: [1, 2], count: 1) }
   }
 }
+
+@Suite("Sum of logarithms through the running product")
+struct SumOfLogarithmsTests {
+  @Test("equals the plain sum of logs, also for values near overflow and underflow")
+  func matchesNaiveSum() {
+    var rng = SeededGenerator(seed: 300)
+    let cases: [[Double]] = [
+      [1], [2, 0.5], (0..<1000).map { _ in exponential(3 * rng.normal()) },
+      (0..<100).map { i in i % 2 == 0 ? 1e300 : 1e-300 }, [Double](repeating: 1.9999, count: 5000),
+      [Double.leastNormalMagnitude, Double.greatestFiniteMagnitude],
+    ]
+    for values in cases {
+      let naive = values.reduce(0) { $0 + logarithm($1) }
+      let (fast, invalid) = values.withUnsafeBufferPointer { sumOfLogarithms($0) }
+      #expect(invalid == nil)
+      // Both carry O(N·ε) absolute error relative to the sum of |log x_i|.
+      let scale = values.reduce(0) { $0 + abs(logarithm($1)) } + 1
+      #expect(abs(fast - naive) <= Double(values.count) * 4 * Double.ulpOfOne * scale, "\(fast) vs \(naive)")
+    }
+  }
+
+  @Test("reports the first non-positive or non-finite entry")
+  func invalid() {
+    for (values, index) in [([1.0, 0, -1], 1), ([2.0, -3], 1), ([Double.nan], 0), ([1, .infinity], 1)] {
+      let result = values.withUnsafeBufferPointer { sumOfLogarithms($0) }
+      #expect(result.firstInvalid == index)
+    }
+  }
+}

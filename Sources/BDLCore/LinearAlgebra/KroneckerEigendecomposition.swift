@@ -51,10 +51,9 @@ public struct KroneckerEigendecomposition: Sendable {
   /// - Throws: `.notPositiveDefinite` if some d_ij ≤ 0 (e.g. rank-deficient factors with δ ≤ 0).
   public func logDeterminant(scale h: Double, shift δ: Double) throws(BDLError) -> Double {
     let d = try spectrum(scale: h, shift: δ)
-    var total = 0.0
-    for (index, value) in d.elements.enumerated() {
-      guard value > 0 else { throw nonPositive(value, at: index, scale: h, shift: δ, exponent: 0) }
-      total += log(value)
+    let (total, invalid) = d.elements.withUnsafeBufferPointer { sumOfLogarithms($0) }
+    if let index = invalid {
+      throw nonPositive(d.elements[index], at: index, scale: h, shift: δ, exponent: 0)
     }
     return total
   }
@@ -85,55 +84,65 @@ public struct KroneckerEigendecomposition: Sendable {
   public func applyPower(
     _ e: Double, scale h: Double, shift δ: Double, to x: [Double], count k: Int
   ) throws(BDLError) -> [Double] {
+    var y = [Double](repeating: 0, count: x.count)
+    try x.withUnsafeBufferPointer { xp throws(BDLError) in
+      try y.withUnsafeMutableBufferPointer { yp throws(BDLError) in
+        try applyPower(e, scale: h, shift: δ, to: xp, count: k, into: yp)
+      }
+    }
+    return y
+  }
+
+  /// The same into caller memory: `y` may be the very buffer `x` (each block is read completely
+  /// before its result is written). Every check (sizes, finite X, the spectrum's sign) happens
+  /// before the first write, so on a thrown error `y` is untouched.
+  ///
+  /// Per block, four gemms on two nb × na scratch matrices:
+  /// X_t·Q_A, then Q_Bᵀ·(…), scaled by d^e, then Q_B·(…), then (…)·Q_Aᵀ into Y_t.
+  public func applyPower(
+    _ e: Double, scale h: Double, shift δ: Double, to x: UnsafeBufferPointer<Double>, count k: Int,
+    into y: UnsafeMutableBufferPointer<Double>
+  ) throws(BDLError) {
     let nb = outputOrder, na = inputOrder
     let blockSize = nb * na
     guard k >= 0, try Validation.product(k, blockSize, "right-hand sides") == x.count else {
       throw .shapeMismatch("expected \(k) right-hand sides of \(nb) × \(na) = \(k * blockSize) entries, got \(x.count)")
     }
+    guard y.count >= x.count else {
+      throw .shapeMismatch("output has room for \(y.count) entries, \(x.count) are needed")
+    }
     try Validation.requireFinite(x, "X")
     let weights = try poweredSpectrum(e, scale: h, shift: δ)
-    if k == 0 { return [] }
-    let qb = b.eigenvectors, qa = a.eigenvectors
-    var rotated = [Double](repeating: 0, count: x.count)   // X_t·Q_A for all t at once
-    var output = [Double](repeating: 0, count: x.count)
-    var block = [Double](repeating: 0, count: blockSize)
-    try x.withUnsafeBufferPointer { xp throws(BDLError) in
-      try qa.elements.withUnsafeBufferPointer { qap throws(BDLError) in
-        try qb.elements.withUnsafeBufferPointer { qbp throws(BDLError) in
-          try rotated.withUnsafeMutableBufferPointer { rp throws(BDLError) in
-            try block.withUnsafeMutableBufferPointer { bp throws(BDLError) in
-              try output.withUnsafeMutableBufferPointer { op throws(BDLError) in
-                // (k·nb × na)·Q_A: the right rotation of every block in one gemm.
-                try BLAS.gemm(
-                  transposeA: false, transposeB: false, m: k * nb, n: na, k: na, alpha: 1,
-                  a: xp.baseAddress!, lda: na, b: qap.baseAddress!, ldb: na, beta: 0,
-                  c: rp.baseAddress!, ldc: na)
-                for t in 0..<k {
-                  let slice = rp.baseAddress! + t * blockSize
-                  // Q_Bᵀ·(X_t·Q_A), scaled by d^e in the eigenbasis.
-                  try BLAS.gemm(
-                    transposeA: true, transposeB: false, m: nb, n: na, k: nb, alpha: 1,
-                    a: qbp.baseAddress!, lda: nb, b: slice, ldb: na, beta: 0,
-                    c: bp.baseAddress!, ldc: na)
-                  for index in 0..<blockSize { bp[index] *= weights.elements[index] }
-                  // Q_B·(…), stored back into the rotated buffer.
-                  try BLAS.gemm(
-                    transposeA: false, transposeB: false, m: nb, n: na, k: nb, alpha: 1,
-                    a: qbp.baseAddress!, lda: nb, b: bp.baseAddress!, ldb: na, beta: 0,
-                    c: slice, ldc: na)
-                }
-                // (…)·Q_Aᵀ for every block in one gemm.
-                try BLAS.gemm(
-                  transposeA: false, transposeB: true, m: k * nb, n: na, k: na, alpha: 1,
-                  a: rp.baseAddress!, lda: na, b: qap.baseAddress!, ldb: na, beta: 0,
-                  c: op.baseAddress!, ldc: na)
-              }
+    _ = try BLAS.int32(k * nb, "k·nb")
+    if k == 0 { return }
+    var first = [Double](repeating: 0, count: blockSize)
+    var second = [Double](repeating: 0, count: blockSize)
+    try b.eigenvectors.elements.withUnsafeBufferPointer { qb throws(BDLError) in
+      try a.eigenvectors.elements.withUnsafeBufferPointer { qa throws(BDLError) in
+        try first.withUnsafeMutableBufferPointer { s1 throws(BDLError) in
+          try second.withUnsafeMutableBufferPointer { s2 throws(BDLError) in
+            for t in 0..<k {
+              let xt = x.baseAddress! + t * blockSize, yt = y.baseAddress! + t * blockSize
+              try BLAS.gemm(
+                transposeA: false, transposeB: false, m: nb, n: na, k: na, alpha: 1,
+                a: xt, lda: na, b: qa.baseAddress!, ldb: na, beta: 0, c: s1.baseAddress!, ldc: na)
+              try BLAS.gemm(
+                transposeA: true, transposeB: false, m: nb, n: na, k: nb, alpha: 1,
+                a: qb.baseAddress!, lda: nb, b: s1.baseAddress!, ldb: na, beta: 0,
+                c: s2.baseAddress!, ldc: na)
+              for index in 0..<blockSize { s2[index] *= weights.elements[index] }
+              try BLAS.gemm(
+                transposeA: false, transposeB: false, m: nb, n: na, k: nb, alpha: 1,
+                a: qb.baseAddress!, lda: nb, b: s2.baseAddress!, ldb: na, beta: 0,
+                c: s1.baseAddress!, ldc: na)
+              try BLAS.gemm(
+                transposeA: false, transposeB: true, m: nb, n: na, k: na, alpha: 1,
+                a: s1.baseAddress!, lda: na, b: qa.baseAddress!, ldb: na, beta: 0, c: yt, ldc: na)
             }
           }
         }
       }
     }
-    return output
   }
 
   /// diag((h·B ⊗ A + δ·I)^e) as an nb × na matrix: (Q_B ∘ Q_B)·d^e·(Q_A ∘ Q_A)ᵀ.

@@ -72,8 +72,18 @@ public struct Matrix: Equatable, Sendable, CustomStringConvertible {
   /// The transpose.
   public var transposed: Matrix {
     var t = Matrix(rows: columns, columns: rows)
-    for i in 0..<rows {
-      for j in 0..<columns { t.elements[j * rows + i] = elements[i * columns + j] }
+    let (m, n) = (rows, columns)
+    let tile = 32  // keeps both the rows read and the rows written in L1 cache
+    elements.withUnsafeBufferPointer { source in
+      t.elements.withUnsafeMutableBufferPointer { target in
+        for i0 in stride(from: 0, to: m, by: tile) {
+          for j0 in stride(from: 0, to: n, by: tile) {
+            for i in i0..<Swift.min(i0 + tile, m) {
+              for j in j0..<Swift.min(j0 + tile, n) { target[j * m + i] = source[i * n + j] }
+            }
+          }
+        }
+      }
     }
     return t
   }

@@ -45,7 +45,7 @@ public struct SymmetricEigendecomposition: Sendable {
       }
     }
     self.eigenvalues = w
-    self.eigenvectors = a
+    self.eigenvectors = a.transposed  // syevd leaves Qᵀ in row-major memory
   }
 
   private init(eigenvalues: [Double], eigenvectors: Matrix) {

@@ -86,6 +86,11 @@ typedef struct cbl_api {
 CBL_HIDDEN const cbl_api *cbl_load(void);
 CBL_HIDDEN const char *cbl_load_error(void);
 
+/* The OpenBLAS core bdlcore asks for when the user has not: SkylakeX on CPUs with AVX-512
+ * (F, BW, DQ, VL), Zen on AMD and Haswell on other CPUs with AVX2 and FMA, NULL otherwise
+ * (OpenBLAS's own detection is then as good as ours). */
+CBL_HIDDEN const char *cbl_preferred_core(void);
+
 /* CPU features as the compiler's runtime detection reports them (1 or 0). */
 CBL_HIDDEN int cbl_cpu_has_avx512(void);
 CBL_HIDDEN int cbl_cpu_has_avx2(void);

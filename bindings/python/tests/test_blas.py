@@ -34,6 +34,22 @@ HAS_AVX512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= FLAGS
 HAS_AVX2 = {"avx2", "fma"} <= FLAGS
 
 
+def cpu_vendor():
+    """The vendor_id of /proc/cpuinfo ("AuthenticAMD", "GenuineIntel", or "")."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+#: The core bdlcore asks for on this CPU when the user has not (see bdlcore.h, "BLAS kernel selection").
+PREFERRED_CORE = "SkylakeX" if HAS_AVX512 else ("Zen" if cpu_vendor() == "AuthenticAMD" else "Haswell")
+
+
 def expected_cores():
     """OpenBLAS cores that use this CPU's widest vector units, or None when bdlcore keys on none."""
     if HAS_AVX512:
@@ -73,7 +89,7 @@ def test_blas_core_suits_cpu():
         return
     assert info.core_source == "bdlcore", info
     assert info.core.lower() in allowed, f"core {info.core} does not use this CPU's vector units (allowed: {sorted(allowed)})"
-    assert info.requested_core == ("SkylakeX" if HAS_AVX512 else "Haswell")
+    assert info.requested_core == PREFERRED_CORE
 
 
 def test_blas_info_fills_at_most_struct_size():
@@ -132,7 +148,7 @@ def probe(coretype):
 def test_bdlcore_chooses_core_and_removes_its_variable():
     report = probe(None)
     assert report["core_source"] == "bdlcore", report
-    assert report["requested_core"] == ("SkylakeX" if HAS_AVX512 else "Haswell"), report
+    assert report["requested_core"] == PREFERRED_CORE, report
     assert report["core"].lower() in expected_cores(), report
     # The library removed its own choice: not in os.environ, not in the C environment, not inherited.
     assert not report["in_os_environ"], report
