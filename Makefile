@@ -19,10 +19,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE_DIR := $(CURDIR)/.build/release
 LIBRARY := $(RELEASE_DIR)/libbdlcore.so
 C_BUILD := bindings/c/build
-C_TESTS := test_kron test_errors test_blas
+C_TESTS := test_kron test_errors test_blas test_threads
 C_EXAMPLES := kron_quickstart
 CFLAGS_TEST := -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude
-LDFLAGS_TEST := -L$(RELEASE_DIR) -lbdlcore -Wl,-rpath,$(RELEASE_DIR) -lm
+LDFLAGS_TEST := -L$(RELEASE_DIR) -lbdlcore -Wl,-rpath,$(RELEASE_DIR) -lm -pthread
 # valgrind 3.19 cannot emulate AVX-512: on such CPUs the valgrind run asks OpenBLAS for AVX2 kernels.
 VALGRIND_ENV := OPENBLAS_NUM_THREADS=1 $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo OPENBLAS_CORETYPE=Haswell)
 VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite
