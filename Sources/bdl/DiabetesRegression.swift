@@ -8,8 +8,7 @@ import Glibc
 /// 2004; 442 patients, 10 baseline variables, disease progression after one year), with the prior
 /// precision and noise chosen by maximising the exact evidence, compared with least squares.
 ///
-/// Split: every fifth patient (rows 4, 9, 14, …) is held out for testing — deterministic, so every
-/// run and every test sees the same numbers. Features are standardised and the target centred
+/// Split: `DatasetSplit`'s fixed rule (rows 4, 9, 14, … are the test patients). Features are standardised and the target centred
 /// with training statistics only, so the test set informs nothing.
 struct DiabetesRegression {
   struct Split {
@@ -24,31 +23,27 @@ struct DiabetesRegression {
   let targetMean: Double
 
   init(table: NumericTable) throws(BDLError) {
-    let data = table.values
-    guard data.columns >= 2, data.rows >= 10 else {
-      throw .corruptData("diabetes table: expected ≥ 10 rows of features and a target, got \(data.rows) × \(data.columns)")
-    }
-    let d = data.columns - 1
-    let testRows = (0..<data.rows).filter { $0 % 5 == 4 }
-    let trainRows = (0..<data.rows).filter { $0 % 5 != 4 }
+    let split = try DatasetSplit(table)
+    let d = split.featureNames.count
+    let n = split.trainInputs.rows
     var means = [Double](repeating: 0, count: d), scales = [Double](repeating: 0, count: d)
     for j in 0..<d {
-      let column = trainRows.map { data[$0, j] }
-      means[j] = column.reduce(0, +) / Double(column.count)
-      let variance = column.reduce(0) { $0 + ($1 - means[j]) * ($1 - means[j]) } / Double(column.count)
+      let column = (0..<n).map { split.trainInputs[$0, j] }
+      means[j] = column.reduce(0, +) / Double(n)
+      let variance = column.reduce(0) { $0 + ($1 - means[j]) * ($1 - means[j]) } / Double(n)
       scales[j] = variance > 0 ? variance.squareRoot() : 1
     }
-    let targetMean = trainRows.reduce(0) { $0 + data[$1, d] } / Double(trainRows.count)
-    func split(_ rows: [Int]) throws(BDLError) -> Split {
-      var x = Matrix(rows: rows.count, columns: d)
-      for (i, row) in rows.enumerated() {
-        for j in 0..<d { x[i, j] = (data[row, j] - means[j]) / scales[j] }
+    let targetMean = split.trainTargets.reduce(0, +) / Double(n)
+    func standardised(_ x: Matrix, _ y: [Double]) -> Split {
+      var z = x
+      for i in 0..<z.rows {
+        for j in 0..<d { z[i, j] = (z[i, j] - means[j]) / scales[j] }
       }
-      return Split(inputs: x, targets: rows.map { data[$0, d] - targetMean })
+      return Split(inputs: z, targets: y.map { $0 - targetMean })
     }
-    self.featureNames = Array(table.columnNames.prefix(d))
-    self.train = try split(trainRows)
-    self.test = try split(testRows)
+    self.featureNames = split.featureNames
+    self.train = standardised(split.trainInputs, split.trainTargets)
+    self.test = standardised(split.testInputs, split.testTargets)
     self.targetMean = targetMean
   }
 

@@ -1,26 +1,11 @@
 import BDLCore
 import Testing
 
-/// The one seeded generator of the test suite (SplitMix64: small, fast, and its stream is fixed by
-/// the seed on every platform, unlike the system generator).
-struct SeededGenerator: RandomNumberGenerator {
-  private var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
+/// The one seeded generator of the test suite: the library's `RandomSource` (SplitMix64), with
+/// helpers for random matrices.
+typealias SeededGenerator = RandomSource
 
-  /// A standard normal draw (Box–Muller).
-  mutating func normal() -> Double {
-    let u1 = Double.random(in: Double.ulpOfOne..<1, using: &self)
-    let u2 = Double.random(in: 0..<1, using: &self)
-    return (-2 * logarithm(u1)).squareRoot() * cosine(2 * Double.pi * u2)
-  }
-
+extension RandomSource {
   /// An m × n matrix of standard normal entries.
   mutating func matrix(_ m: Int, _ n: Int) -> Matrix {
     var result = Matrix(rows: m, columns: n)

@@ -30,6 +30,14 @@ public struct Matrix: Equatable, Sendable, CustomStringConvertible {
     self.elements = elements
   }
 
+  /// A matrix from entries whose count the caller guarantees (internal invariant, not input).
+  init(unchecked rows: Int, columns: Int, elements: [Double]) {
+    precondition(elements.count == rows * columns, "internal: matrix entry count")
+    self.rows = rows
+    self.columns = columns
+    self.elements = elements
+  }
+
   /// A matrix from nested rows (for tests and small literals); all rows must have equal length.
   public init(_ nestedRows: [[Double]]) throws(BDLError) {
     let columns = nestedRows.first?.count ?? 0

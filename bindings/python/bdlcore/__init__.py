@@ -16,6 +16,10 @@ Matrices are float64, row-major; (B ⊗ A) vec(X) = vec(B X Aᵀ) for X of shape
 layout of a PyTorch Linear weight. Failures raise subclasses of :class:`BDLError`.
 The shared library is found via ``BDLCORE_LIBRARY``, the package directory, or the source tree's
 ``.build/release`` folder.
+
+Modules: :mod:`bdlcore.kron` (Kronecker-factored solves, log-determinants, diagonals),
+:mod:`bdlcore.blas` (the BLAS in use) and :mod:`bdlcore.datasets` (the shipped digits and
+diabetes data as numpy arrays with the fixed train/test split, ``bdlcore.datasets.load_digits()``).
 """
 
 from . import _lib
@@ -34,6 +38,7 @@ from ._errors import (
     UnsupportedError,
     WrongStateError,
 )
+from . import datasets
 from .blas import BLASInfo, blas_info
 from .kron import KronFactor, kron_diagonal, kron_logdet, kron_solve
 

@@ -1,0 +1,91 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An elementwise nonlinearity y = f(x), any input shape.
+public struct Activation: Layer {
+  /// The functions PyTorch users know, with their derivatives.
+  public enum Function: String, Sendable, CaseIterable {
+    /// max(x, 0); derivative 0 at x = 0, as PyTorch.
+    case relu = "ReLU"
+    case tanh = "Tanh"
+    /// 1/(1 + e^(−x)).
+    case sigmoid = "Sigmoid"
+    /// x·Φ(x), the exact (erf) form — PyTorch's default `approximate='none'`.
+    case gelu = "GELU"
+    case identity = "Identity"
+  }
+
+  public let function: Function
+
+  public init(_ function: Function) { self.function = function }
+
+  public static let relu = Activation(.relu)
+  public static let tanh = Activation(.tanh)
+  public static let sigmoid = Activation(.sigmoid)
+  public static let gelu = Activation(.gelu)
+  public static let identity = Activation(.identity)
+
+  public var description: String { "\(function.rawValue)()" }
+
+  public func outputShape(forInput shape: [Int]) throws(BDLError) -> [Int] { shape }
+
+  /// f(x).
+  @inline(__always)
+  func value(_ x: Double) -> Double {
+    switch function {
+    case .relu: x > 0 ? x : 0
+    case .tanh: Glibc.tanh(x)
+    case .sigmoid: 1 / (1 + exp(-x))
+    case .gelu: 0.5 * x * (1 + erf(x * 0.5.squareRoot()))
+    case .identity: x
+    }
+  }
+
+  /// f′(x).
+  @inline(__always)
+  func derivative(_ x: Double) -> Double {
+    switch function {
+    case .relu: return x > 0 ? 1 : 0
+    case .tanh:
+      let t = Glibc.tanh(x)
+      return 1 - t * t
+    case .sigmoid:
+      let s = 1 / (1 + exp(-x))
+      return s * (1 - s)
+    case .gelu:  // Φ(x) + x·φ(x)
+      return 0.5 * (1 + erf(x * 0.5.squareRoot())) + x * exp(-0.5 * x * x) / (2 * Double.pi).squareRoot()
+    case .identity: return 1
+    }
+  }
+
+  public func forward(_ x: Tensor, parameters: UnsafeBufferPointer<Double>) throws(BDLError) -> (output: Tensor, cache: Tensor) {
+    var y = x
+    y.elements.withUnsafeMutableBufferPointer { p in
+      for i in p.indices { p[i] = value(p[i]) }
+    }
+    return (y, x)
+  }
+
+  public func backward(
+    _ g: Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
+  ) throws(BDLError) -> Tensor {
+    let n = g.shape[0], k = g.shape[1], size = cache.exampleSize
+    var dx = g
+    cache.elements.withUnsafeBufferPointer { xp in
+      dx.elements.withUnsafeMutableBufferPointer { dp in
+        var slope = [Double](repeating: 0, count: size)
+        for example in 0..<n {
+          for i in 0..<size { slope[i] = derivative(xp[example * size + i]) }
+          for vector in 0..<k {
+            let base = (example * k + vector) * size
+            for i in 0..<size { dp[base + i] *= slope[i] }
+          }
+        }
+      }
+    }
+    return dx
+  }
+}

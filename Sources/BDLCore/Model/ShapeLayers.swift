@@ -1,0 +1,165 @@
+/// Layers without parameters that reshape or average: Flatten, AvgPool2d, GlobalAvgPool2d and
+/// MeanOverSequence. Each backward is the transpose of its forward map.
+
+/// (N, d₁, d₂, …) → (N, d₁·d₂·…), as `torch.nn.Flatten()`.
+public struct Flatten: Layer {
+  public init() {}
+  public var description: String { "Flatten()" }
+
+  public func outputShape(forInput shape: [Int]) throws(BDLError) -> [Int] { [shape.reduce(1, *)] }
+
+  public func forward(_ x: Tensor, parameters: UnsafeBufferPointer<Double>) throws(BDLError) -> (output: Tensor, cache: Tensor) {
+    (x.reshaped([x.count, x.exampleSize]), Tensor(shape: [0]))
+  }
+
+  public func backward(
+    _ g: Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
+  ) throws(BDLError) -> Tensor {
+    g.reshaped(Array(g.shape.prefix(2)) + inputShape)
+  }
+}
+
+/// Mean over non-overlapping k × k windows of NCHW images (stride k, no padding), as
+/// `torch.nn.AvgPool2d(k)`: (N, C, H, W) → (N, C, ⌊H/k⌋, ⌊W/k⌋); rows and columns left over at the
+/// border are dropped, as in PyTorch.
+public struct AvgPool2d: Layer {
+  public let kernelSize: Int
+
+  public init(_ kernelSize: Int) throws(BDLError) {
+    guard kernelSize >= 1 else { throw .invalidArgument("AvgPool2d(\(kernelSize)): kernel size must be ≥ 1") }
+    self.kernelSize = kernelSize
+  }
+
+  public var description: String { "AvgPool2d(\(kernelSize))" }
+
+  public func outputShape(forInput shape: [Int]) throws(BDLError) -> [Int] {
+    guard shape.count == 3, shape[1] >= kernelSize, shape[2] >= kernelSize else {
+      throw unexpectedInput(self, expected: "(C, H, W) with H, W ≥ \(kernelSize)", got: shape)
+    }
+    return [shape[0], shape[1] / kernelSize, shape[2] / kernelSize]
+  }
+
+  /// Calls body(outputIndex, inputIndex) for every input pixel inside a window, per channel plane.
+  private func forEachWindowEntry(_ shape: [Int], _ body: (Int, Int) -> Void) {
+    let (c, h, w) = (shape[0], shape[1], shape[2])
+    let (oh, ow) = (h / kernelSize, w / kernelSize)
+    for plane in 0..<c {
+      for i in 0..<(oh * kernelSize) {
+        for j in 0..<(ow * kernelSize) {
+          body((plane * oh + i / kernelSize) * ow + j / kernelSize, (plane * h + i) * w + j)
+        }
+      }
+    }
+  }
+
+  public func forward(_ x: Tensor, parameters: UnsafeBufferPointer<Double>) throws(BDLError) -> (output: Tensor, cache: Tensor) {
+    let inputShape = Array(x.shape.dropFirst())
+    let outputShape = try outputShape(forInput: inputShape)
+    var y = Tensor(shape: [x.count] + outputShape)
+    let scale = 1 / Double(kernelSize * kernelSize)
+    let (inSize, outSize) = (x.exampleSize, y.exampleSize)
+    for example in 0..<x.count {
+      forEachWindowEntry(inputShape) { o, i in
+        y.elements[example * outSize + o] += scale * x.elements[example * inSize + i]
+      }
+    }
+    return (y, Tensor(shape: [0]))
+  }
+
+  public func backward(
+    _ g: Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
+  ) throws(BDLError) -> Tensor {
+    let blocks = g.shape[0] * g.shape[1]
+    var dx = Tensor(shape: Array(g.shape.prefix(2)) + inputShape)
+    let scale = 1 / Double(kernelSize * kernelSize)
+    let outSize = g.elements.count / max(blocks, 1), inSize = inputShape.reduce(1, *)
+    for block in 0..<blocks {
+      forEachWindowEntry(inputShape) { o, i in
+        dx.elements[block * inSize + i] = scale * g.elements[block * outSize + o]
+      }
+    }
+    return dx
+  }
+}
+
+/// Mean over the spatial axes: (N, C, H, W) → (N, C), i.e. `AdaptiveAvgPool2d(1)` then `Flatten()`.
+public struct GlobalAvgPool2d: Layer {
+  public init() {}
+  public var description: String { "GlobalAvgPool2d()" }
+
+  public func outputShape(forInput shape: [Int]) throws(BDLError) -> [Int] {
+    guard shape.count == 3 else { throw unexpectedInput(self, expected: "(C, H, W)", got: shape) }
+    return [shape[0]]
+  }
+
+  public func forward(_ x: Tensor, parameters: UnsafeBufferPointer<Double>) throws(BDLError) -> (output: Tensor, cache: Tensor) {
+    try meanOverMiddle(x, groups: x.shape[1], members: x.shape[2] * x.shape[3], stride: 1)
+  }
+
+  public func backward(
+    _ g: Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
+  ) throws(BDLError) -> Tensor {
+    spreadMean(g, inputShape: inputShape, groups: inputShape[0], members: inputShape[1] * inputShape[2], stride: 1)
+  }
+}
+
+/// Mean over the sequence axis: (N, T, D) → (N, D) — the pooling of K-FAC's "reduce" setting.
+public struct MeanOverSequence: Layer {
+  public init() {}
+  public var description: String { "MeanOverSequence()" }
+
+  public func outputShape(forInput shape: [Int]) throws(BDLError) -> [Int] {
+    guard shape.count == 2 else { throw unexpectedInput(self, expected: "(T, D)", got: shape) }
+    return [shape[1]]
+  }
+
+  public func forward(_ x: Tensor, parameters: UnsafeBufferPointer<Double>) throws(BDLError) -> (output: Tensor, cache: Tensor) {
+    // Entry (t, d) of an example sits at t·D + d: group d, members t, member stride D.
+    try meanOverMiddle(x, groups: x.shape[2], members: x.shape[1], stride: x.shape[2])
+  }
+
+  public func backward(
+    _ g: Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
+  ) throws(BDLError) -> Tensor {
+    spreadMean(g, inputShape: inputShape, groups: inputShape[1], members: inputShape[0], stride: inputShape[1])
+  }
+}
+
+/// Index of member m of group j inside one example: contiguous groups (stride 1: j·members + m)
+/// or interleaved ones (stride = groups: m·groups + j).
+@inline(__always)
+private func memberIndex(group j: Int, member m: Int, groups: Int, members: Int, stride: Int) -> Int {
+  stride == 1 ? j * members + m : m * groups + j
+}
+
+/// y[n, j] = mean over the members of group j of example n.
+private func meanOverMiddle(_ x: Tensor, groups: Int, members: Int, stride: Int) throws(BDLError) -> (output: Tensor, cache: Tensor) {
+  var y = Tensor(shape: [x.count, groups])
+  let size = x.exampleSize, scale = 1 / Double(members)
+  for example in 0..<x.count {
+    for j in 0..<groups {
+      var sum = 0.0
+      for m in 0..<members {
+        sum += x.elements[example * size + memberIndex(group: j, member: m, groups: groups, members: members, stride: stride)]
+      }
+      y.elements[example * groups + j] = sum * scale
+    }
+  }
+  return (y, Tensor(shape: [0]))
+}
+
+/// The transpose of `meanOverMiddle` for (N, K, groups) gradients.
+private func spreadMean(_ g: Tensor, inputShape: [Int], groups: Int, members: Int, stride: Int) -> Tensor {
+  let blocks = g.shape[0] * g.shape[1]
+  var dx = Tensor(shape: Array(g.shape.prefix(2)) + inputShape)
+  let size = inputShape.reduce(1, *), scale = 1 / Double(members)
+  for block in 0..<blocks {
+    for j in 0..<groups {
+      let value = g.elements[block * groups + j] * scale
+      for m in 0..<members {
+        dx.elements[block * size + memberIndex(group: j, member: m, groups: groups, members: members, stride: stride)] = value
+      }
+    }
+  }
+  return dx
+}

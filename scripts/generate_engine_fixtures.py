@@ -1,0 +1,440 @@
+"""Generate the reference fixtures for the bdlcore network engine.
+
+Writes one ``.npz`` file per small model into ``Tests/Fixtures/engine/`` (plus a
+README.md describing them). The fixtures hold outputs, losses, gradients, full
+Jacobians, Jacobian-transpose-vector products, per-layer K-FAC inputs ``a`` and
+output gradients ``g``, and the exact GGN, all computed by PyTorch in float64.
+The Swift tests read these files; CI never needs PyTorch.
+
+Requirements: PyTorch and numpy. This script needs ``torch``; install it in a
+separate virtualenv (the pattern ``.venv*/`` is gitignored). From the repository
+root::
+
+    python3 -m venv .venv-fixtures
+    .venv-fixtures/bin/pip install torch numpy
+    .venv-fixtures/bin/python scripts/generate_engine_fixtures.py
+
+The output is deterministic: every random draw comes from a seeded
+``torch.Generator`` per model, all tensors are float64
+(``torch.set_default_dtype(torch.float64)``), torch runs single-threaded, and
+the ``.npz`` archives are written with fixed timestamps and no compression, so
+re-running with the same torch version reproduces the files byte for byte
+(up to rounding differences between torch builds).
+
+File format: each ``.npz`` is an uncompressed (stored) ZIP archive of ``.npy``
+version 1.0 entries, little-endian, C order. Strings (``spec``, ``likelihood``,
+``torch_version``) are 0-d numpy unicode arrays (dtype ``<U…``, UTF-32LE).
+
+Conventions (see DESIGN.md §4):
+- parameters are ``torch.nn.utils.parameters_to_vector(model.parameters())``:
+  layer by layer, weight then bias, each flattened row-major in PyTorch's shape;
+- classification: loss = CrossEntropyLoss(reduction='sum'), Λ = diag(p) − p pᵀ
+  with p = softmax(f);
+- regression: Gaussian NLL at σ = 1 without its constant term,
+  loss = 0.5 · Σ (f − y)², Λ = I;
+- GGN = Σ_n J_nᵀ Λ_n J_n (a sum over the data).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call, jacrev
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = REPO_ROOT / "Tests" / "Fixtures" / "engine"
+OUT_DIR_REL = "Tests/Fixtures/engine"
+
+K = 3  # number of output vectors per example in V
+PARAM_SCALE = 0.5  # parameters are randn * PARAM_SCALE (not PyTorch's default init)
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamp for byte-reproducible archives
+
+# Tolerance of the self-consistency asserts: all quantities are float64 and the
+# models are tiny, so independent computations agree to a few ulps of O(1) values.
+RTOL = 1e-11
+ATOL = 1e-11
+
+
+class MeanOverSequence(nn.Module):
+    """Mean over the sequence axis: (N, T, D) -> (N, D)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1)
+
+
+class GlobalAvgPool2d(nn.Module):
+    """Mean over H and W: (N, C, H, W) -> (N, C); AdaptiveAvgPool2d(1) then Flatten."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+def _as_int(v, what: str) -> int:
+    if isinstance(v, tuple):
+        assert all(e == v[0] for e in v), f"non-square {what}: {v}"
+        v = v[0]
+    assert isinstance(v, int), f"{what} must be an int, got {v!r}"
+    return v
+
+
+def layer_spec(m: nn.Module) -> dict:
+    """The bdlcore layer dictionary of one module (exact keys of the spec)."""
+    if isinstance(m, nn.Linear):
+        return {"type": "Linear", "in_features": m.in_features,
+                "out_features": m.out_features, "bias": m.bias is not None}
+    if isinstance(m, nn.Conv2d):
+        assert _as_int(m.dilation, "dilation") == 1 and m.groups == 1
+        assert isinstance(m.padding, (int, tuple)), "string padding is not supported"
+        return {"type": "Conv2d", "in_channels": m.in_channels,
+                "out_channels": m.out_channels,
+                "kernel_size": _as_int(m.kernel_size, "kernel_size"),
+                "stride": _as_int(m.stride, "stride"),
+                "padding": _as_int(m.padding, "padding"),
+                "bias": m.bias is not None}
+    if isinstance(m, nn.ReLU):
+        return {"type": "ReLU"}
+    if isinstance(m, nn.Tanh):
+        return {"type": "Tanh"}
+    if isinstance(m, nn.Sigmoid):
+        return {"type": "Sigmoid"}
+    if isinstance(m, nn.GELU):
+        assert m.approximate == "none", "only the exact (erf) GELU is specified"
+        return {"type": "GELU"}
+    if isinstance(m, nn.Identity):
+        return {"type": "Identity"}
+    if isinstance(m, nn.Flatten):
+        assert m.start_dim == 1 and m.end_dim == -1
+        return {"type": "Flatten"}
+    if isinstance(m, nn.AvgPool2d):
+        k = _as_int(m.kernel_size, "kernel_size")
+        assert _as_int(m.stride, "stride") == k and _as_int(m.padding, "padding") == 0
+        assert not m.ceil_mode
+        return {"type": "AvgPool2d", "kernel_size": k}
+    if isinstance(m, GlobalAvgPool2d):
+        return {"type": "GlobalAvgPool2d"}
+    if isinstance(m, MeanOverSequence):
+        return {"type": "MeanOverSequence"}
+    raise TypeError(f"no bdlcore spec for module {m!r}")
+
+
+def build_models() -> list[dict]:
+    """Model definitions: name, seed, module, per-example input shape, likelihood, C."""
+    return [
+        dict(name="mlp", seed=1001, likelihood="classification", n=7, input_shape=(8,),
+             model=lambda: nn.Sequential(
+                 nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 12), nn.Tanh(),
+                 nn.Linear(12, 5))),
+        dict(name="mlp_regression", seed=1002, likelihood="regression", n=6, input_shape=(6,),
+             model=lambda: nn.Sequential(
+                 nn.Linear(6, 10), nn.Sigmoid(), nn.Linear(10, 10),
+                 nn.GELU(approximate="none"), nn.Linear(10, 3))),
+        # input 2x10x10 -> conv1 10x10 -> pool 5x5 -> conv2 (5-3)/2+1 = 2 -> 3x2x2 -> Linear(12, 4)
+        dict(name="cnn", seed=1003, likelihood="classification", n=5, input_shape=(2, 10, 10),
+             model=lambda: nn.Sequential(
+                 nn.Conv2d(2, 4, kernel_size=3, stride=1, padding=1), nn.ReLU(),
+                 nn.AvgPool2d(2),
+                 nn.Conv2d(4, 3, kernel_size=3, stride=2, padding=0, bias=True), nn.Tanh(),
+                 nn.Flatten(), nn.Linear(12, 4))),
+        # input 1x6x7 -> conv1 (k2) 5x6 -> conv2 (k3, p1) 5x6 -> global mean -> 5 -> Linear(5, 3)
+        dict(name="cnn_global", seed=1004, likelihood="classification", n=4,
+             input_shape=(1, 6, 7),
+             model=lambda: nn.Sequential(
+                 nn.Conv2d(1, 3, kernel_size=2, stride=1, padding=0, bias=False), nn.ReLU(),
+                 nn.Conv2d(3, 5, kernel_size=3, stride=1, padding=1), GlobalAvgPool2d(),
+                 nn.Linear(5, 3))),
+        # input (T=3, D=4); the first two Linear layers are shared over T
+        dict(name="sequence", seed=1005, likelihood="classification", n=5, input_shape=(3, 4),
+             model=lambda: nn.Sequential(
+                 nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 6), MeanOverSequence(),
+                 nn.Linear(6, 3))),
+    ]
+
+
+def loss_fn(f: torch.Tensor, y: torch.Tensor, likelihood: str) -> torch.Tensor:
+    if likelihood == "classification":
+        return nn.CrossEntropyLoss(reduction="sum")(f, y)
+    return 0.5 * ((f - y) ** 2).sum()
+
+
+def close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    assert a.shape == b.shape, f"{what}: shape {tuple(a.shape)} vs {tuple(b.shape)}"
+    if not torch.allclose(a, b, rtol=RTOL, atol=ATOL):
+        err = (a - b).abs().max().item()
+        raise AssertionError(f"{what}: max abs difference {err:.3e}")
+
+
+def generate(defn: dict) -> dict[str, np.ndarray]:
+    name, likelihood, n = defn["name"], defn["likelihood"], defn["n"]
+    torch.manual_seed(defn["seed"])
+    gen = torch.Generator().manual_seed(defn["seed"])
+
+    model = defn["model"]()
+    spec = [layer_spec(m) for m in model]
+
+    # Generic parameter values: randn * 0.5, in parameter-vector order.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * PARAM_SCALE)
+    theta = nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    P = theta.numel()
+
+    X = torch.randn((n, *defn["input_shape"]), generator=gen)
+    with torch.no_grad():
+        C = model(X).shape[-1]
+    if likelihood == "classification":
+        y = torch.randint(0, C, (n,), generator=gen, dtype=torch.int64)
+    else:
+        y = torch.randn((n, C), generator=gen)
+    V = torch.randn((n, K, C), generator=gen)
+
+    # Outputs, loss, gradient.
+    outputs = model(X)
+    assert outputs.shape == (n, C)
+    loss = loss_fn(outputs, y, likelihood)
+    gradient = torch.cat([g.reshape(-1) for g in
+                          torch.autograd.grad(loss, list(model.parameters()))])
+    outputs, loss = outputs.detach(), loss.detach()
+
+    # Full Jacobian (N, C, P) with respect to the flat parameter vector.
+    names_shapes = [(nm, p.shape) for nm, p in model.named_parameters()]
+
+    def f_of_theta(t: torch.Tensor) -> torch.Tensor:
+        params, off = {}, 0
+        for nm, shp in names_shapes:
+            k = int(np.prod(shp))
+            params[nm] = t[off:off + k].reshape(shp)
+            off += k
+        return functional_call(model, params, (X,))
+
+    jacobian = jacrev(f_of_theta)(theta)
+    assert jacobian.shape == (n, C, P)
+
+    # Residual Λ-free check: gradient = Σ_n J_nᵀ r_n with r = p - onehot(y) or f - y.
+    if likelihood == "classification":
+        probs = torch.softmax(outputs, dim=-1)
+        resid = probs - F.one_hot(y, C).to(outputs.dtype)
+        lam = torch.diag_embed(probs) - probs[:, :, None] * probs[:, None, :]
+    else:
+        resid = outputs - y
+        lam = torch.eye(C).expand(n, C, C)
+    close(torch.einsum("ncp,nc->p", jacobian, resid), gradient, f"{name}: gradient vs Jᵀr")
+
+    vjp = torch.einsum("ncp,nkc->nkp", jacobian, V)
+    ggn = torch.einsum("ncp,ncd,ndq->pq", jacobian, lam, jacobian)
+    ggn = 0.5 * (ggn + ggn.T)
+
+    # Per-layer inputs a and output gradients g of <f(x_n), V[n,k]>, by a manual
+    # forward pass through the Sequential keeping each parametric layer's in/out.
+    layer_in, layer_out = {}, {}
+    h = X
+    for idx, m in enumerate(model):
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            layer_in[idx] = h.detach()
+            h = m(h)
+            layer_out[idx] = h
+        else:
+            h = m(h)
+    close(h.detach(), outputs, f"{name}: manual forward vs model(X)")
+    idxs = sorted(layer_out)
+    grads_per_k = [torch.autograd.grad((h * V[:, k]).sum(), [layer_out[i] for i in idxs],
+                                       retain_graph=True) for k in range(K)]
+
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for j, idx in enumerate(idxs):
+        m = model[idx]
+        x_in, out = layer_in[idx], layer_out[idx].detach()
+        g_k = [grads_per_k[k][j].detach() for k in range(K)]
+        if isinstance(m, nn.Linear):
+            if x_in.dim() == 2:  # (N, in): one position
+                a = x_in[:, None, :]
+                g = torch.stack([gk[:, None, :] for gk in g_k], dim=1)
+            else:  # (N, T, in): T positions, weight shared
+                assert x_in.dim() == 3
+                a = x_in
+                g = torch.stack(g_k, dim=1)
+            W2 = m.weight.detach()
+        else:
+            a = F.unfold(x_in, kernel_size=m.kernel_size, padding=m.padding,
+                         stride=m.stride, dilation=m.dilation).transpose(1, 2)
+            nb, co, ho, wo = out.shape
+            g = torch.stack([gk.reshape(nb, co, ho * wo).transpose(1, 2) for gk in g_k], dim=1)
+            W2 = m.weight.detach().reshape(m.out_channels, -1)
+            # The patch matrix reproduces the convolution: out_r = W a_r + b.
+            lin = a @ W2.T + (m.bias.detach() if m.bias is not None else 0.0)
+            close(lin, out.reshape(nb, co, ho * wo).transpose(1, 2),
+                  f"{name}: im2col of layer {idx}")
+        N_, R, din = a.shape
+        dout = W2.shape[0]
+        assert g.shape == (n, K, R, dout) and N_ == n and din == W2.shape[1]
+
+        # Self-consistency: Σ_r g_r a_rᵀ (and Σ_r g_r) equal the vjp slices.
+        wgrad = torch.einsum("nkro,nri->nkoi", g, a).reshape(n, K, dout * din)
+        close(wgrad, vjp[:, :, offset:offset + dout * din], f"{name}: weight vjp of layer {idx}")
+        offset += dout * din
+        if m.bias is not None:
+            close(g.sum(dim=2), vjp[:, :, offset:offset + dout], f"{name}: bias vjp of layer {idx}")
+            offset += dout
+        arrays[f"a_{idx}"] = a.numpy().copy()
+        arrays[f"g_{idx}"] = g.numpy().copy()
+    assert offset == P, f"{name}: parametric layers cover {offset} of {P} parameters"
+
+    base = {
+        "spec": np.array(json.dumps(spec)),
+        "input_shape": np.array(defn["input_shape"], dtype=np.int64),
+        "likelihood": np.array(likelihood),
+        "torch_version": np.array(torch.__version__),
+        "parameters": theta.numpy().copy(),
+        "X": X.numpy().copy(),
+        "y": y.numpy().copy(),
+        "outputs": outputs.numpy().copy(),
+        "loss": np.array(loss.item(), dtype=np.float64),
+        "gradient": gradient.detach().numpy().copy(),
+        "jacobian": jacobian.detach().numpy().copy(),
+        "V": V.numpy().copy(),
+        "vjp": vjp.detach().numpy().copy(),
+        "ggn": ggn.detach().numpy().copy(),
+    }
+    base.update(arrays)
+    for key, arr in base.items():
+        if arr.dtype.kind == "f":
+            assert arr.dtype == np.float64, f"{name}/{key} is {arr.dtype}"
+    return base
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """An uncompressed .npz with fixed timestamps, so reruns give identical bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key, arr in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.array(arr, order="C"), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
+
+
+def shape_str(arr: np.ndarray) -> str:
+    if arr.dtype.kind == "U":
+        return "string"
+    return f"{arr.dtype.name} {tuple(arr.shape)}"
+
+
+def write_readme(results: dict[str, dict[str, np.ndarray]], sizes: dict[str, int]) -> None:
+    lines = [
+        "# Engine reference fixtures",
+        "",
+        "Reference values for the network engine (parameters, outputs, losses, gradients,",
+        "Jacobians, Jacobian-transpose products, per-layer K-FAC inputs and output gradients,",
+        "exact GGN), computed in float64 by PyTorch so that the Swift tests need no PyTorch.",
+        "",
+        f"Made by `scripts/generate_engine_fixtures.py` with torch {torch.__version__}",
+        "(also stored in each file as `torch_version`). Do not edit by hand. To regenerate,",
+        "from the repository root:",
+        "",
+        "```sh",
+        "python3 -m venv .venv-fixtures",
+        ".venv-fixtures/bin/pip install torch numpy",
+        ".venv-fixtures/bin/python scripts/generate_engine_fixtures.py",
+        "```",
+        "",
+        "The script is deterministic (seeded generators, float64, one thread, fixed ZIP",
+        "timestamps) and asserts that its quantities agree with each other before writing.",
+        "",
+        "## Format",
+        "",
+        "Each `.npz` is an uncompressed (stored) ZIP archive of `.npy` version 1.0 entries,",
+        "little-endian, C order. `spec`, `likelihood` and `torch_version` are 0-d numpy unicode",
+        "arrays (dtype `<U…`, UTF-32LE).",
+        "",
+        "## Keys (all files)",
+        "",
+        "- `spec`: JSON list of layer dicts in `nn.Sequential` order. Types and keys:",
+        "  `Linear` (`in_features`, `out_features`, `bias`), `Conv2d` (`in_channels`,",
+        "  `out_channels`, `kernel_size`, `stride`, `padding`, `bias`; square, ints),",
+        "  `ReLU`, `Tanh`, `Sigmoid`, `GELU` (exact erf form), `Identity`, `Flatten`,",
+        "  `AvgPool2d` (`kernel_size`; stride = kernel_size), `GlobalAvgPool2d` (mean over H, W),",
+        "  `MeanOverSequence` (mean over T: (N, T, D) → (N, D)).",
+        "- `input_shape`: int64, per-example input shape (e.g. `[8]`, `[3, 4]`, `[2, 10, 10]`).",
+        "- `likelihood`: `\"classification\"` or `\"regression\"`.",
+        "- `torch_version`: the torch version that made the file.",
+        "- `parameters` (P): `parameters_to_vector(model.parameters())` — layer by layer, weight",
+        "  then bias, row-major in PyTorch's shape; drawn as `randn * 0.5` (not PyTorch's init).",
+        "- `X`: inputs (N, *input_shape); images NCHW, sequences (N, T, D).",
+        "- `y`: int64 labels (N,) in [0, C) for classification; float64 targets (N, C) for",
+        "  regression.",
+        "- `outputs` (N, C): `model(X)`.",
+        "- `loss` (scalar): summed NLL. Classification: `CrossEntropyLoss(reduction='sum')`.",
+        "  Regression: Gaussian NLL at σ = 1 without its constant, `0.5 * sum((f - y)**2)`.",
+        "- `gradient` (P): d loss / d parameters.",
+        "- `jacobian` (N, C, P): J_n = ∂f(x_n)/∂θ.",
+        "- `V` (N, K=3, C): seeded random output vectors.",
+        "- `vjp` (N, K, P): J_nᵀ V[n, k], the gradient of <f(x_n), V[n, k]>.",
+        "- `a_<L>`, `g_<L>` for each Linear/Conv2d at position L of `spec`: layer inputs a",
+        "  (N, R, in) and gradients g (N, K, R, out) of <f(x_n), V[n, k]> w.r.t. the layer's",
+        "  output. Linear on (N, in): R = 1. Linear on (N, T, in): R = T. Conv2d: a is the",
+        "  im2col patch matrix `unfold(x, kernel, padding, stride).transpose(1, 2)`, R = H_out·W_out",
+        "  in row-major (h, w) order, patch entries ordered (c, kh, kw) like the flattened weight;",
+        "  g is (N, K, R, out_channels). Σ_r g_r a_rᵀ (weight, row-major (out, in)) and Σ_r g_r",
+        "  (bias) equal the layer's slices of `vjp`.",
+        "- `ggn` (P, P): exact GGN Σ_n J_nᵀ Λ_n J_n, Λ = diag(p) − p pᵀ with p = softmax(outputs)",
+        "  for classification, Λ = I for regression (σ = 1); symmetrised as (G + Gᵀ)/2.",
+        "",
+        "## Files",
+        "",
+    ]
+    for name, arrays in results.items():
+        spec = json.loads(str(arrays["spec"]))
+        P = arrays["parameters"].shape[0]
+        N, C = arrays["outputs"].shape
+        layers = ", ".join(
+            l["type"] + (f"({l['in_features']}, {l['out_features']})" if l["type"] == "Linear" else
+                         f"({l['in_channels']}, {l['out_channels']}, k={l['kernel_size']}, "
+                         f"s={l['stride']}, p={l['padding']}"
+                         f"{'' if l['bias'] else ', no bias'})" if l["type"] == "Conv2d" else
+                         f"({l['kernel_size']})" if l["type"] == "AvgPool2d" else "")
+            for l in spec)
+        lines.append(f"### `{name}.npz` ({sizes[name]:,} bytes)")
+        lines.append("")
+        lines.append(f"{str(arrays['likelihood'])}; input {arrays['input_shape'].tolist()}; "
+                     f"N = {N}, C = {C}, P = {P}, K = {K}.")
+        lines.append(f"Layers: {layers}.")
+        lines.append("")
+        lines.append("| key | dtype and shape |")
+        lines.append("| --- | --- |")
+        for key, arr in arrays.items():
+            lines.append(f"| `{key}` | {shape_str(arr)} |")
+        lines.append("")
+    (OUT_DIR / "README.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    results, sizes = {}, {}
+    for defn in build_models():
+        arrays = generate(defn)
+        path = OUT_DIR / f"{defn['name']}.npz"
+        write_npz(path, arrays)
+        # Round trip through numpy's reader.
+        with np.load(path, allow_pickle=False) as back:
+            assert list(back.keys()) == list(arrays.keys())
+            for key, arr in arrays.items():
+                assert back[key].dtype == arr.dtype and np.array_equal(back[key], arr)
+        results[defn["name"]], sizes[defn["name"]] = arrays, path.stat().st_size
+        print(f"{OUT_DIR_REL}/{path.name}: {sizes[defn['name']]:,} bytes, "
+              f"P = {arrays['parameters'].shape[0]}")
+    write_readme(results, sizes)
+    print(f"{OUT_DIR_REL}/README.md written; torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    main()
