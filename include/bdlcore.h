@@ -268,6 +268,234 @@ BDL_API bdl_status bdl_kron_factor_diagonal(const bdl_kron_factor *factor, doubl
                                             double delta, double exponent, double *out_diag,
                                             int64_t out_capacity);
 
+/* ---------------------------------------------------------------------------------------------
+ * Networks: sequential models in PyTorch's parameter layout
+ *
+ * A bdl_model is an nn.Sequential-like network with one parameter vector θ: the concatenation,
+ * layer by layer, of each layer's weight then bias, flattened row-major in PyTorch's shapes
+ * (Linear weight (out, in); Conv2d weight (out, in, k, k)) — parameters_to_vector(model.parameters())
+ * of the equivalent torch.nn.Sequential, so weights move between the two by copying one vector.
+ * Batches put the example first and are row-major: (N, in), sequences (N, T, in), images NCHW
+ * (N, C, H, W). Outputs are (N, C).
+ *
+ * Likelihoods (DESIGN conventions): BDL_LIKELIHOOD_CLASSIFICATION is categorical with
+ * p = softmax(f), targets are class labels stored as exact integers in doubles (N of them);
+ * BDL_LIKELIHOOD_REGRESSION is N(y; f, σ²I), targets are (N, C).
+ * ------------------------------------------------------------------------------------------- */
+
+/** Layer kinds of bdl_layer_spec. */
+enum {
+  BDL_LAYER_LINEAR = 1,              /**< y = W x + b on the last axis of (N, in) or (N, T, in) */
+  BDL_LAYER_CONV2D = 2,              /**< 2-D convolution, square kernel, zero padding, NCHW */
+  BDL_LAYER_RELU = 3,
+  BDL_LAYER_TANH = 4,
+  BDL_LAYER_SIGMOID = 5,
+  BDL_LAYER_GELU = 6,                /**< exact x·Φ(x) (PyTorch's approximate='none') */
+  BDL_LAYER_IDENTITY = 7,
+  BDL_LAYER_FLATTEN = 8,             /**< (N, d1, d2, …) → (N, d1·d2·…) */
+  BDL_LAYER_AVG_POOL2D = 9,          /**< mean over non-overlapping k × k windows (stride k) */
+  BDL_LAYER_GLOBAL_AVG_POOL2D = 10,  /**< (N, C, H, W) → (N, C) */
+  BDL_LAYER_MEAN_OVER_SEQUENCE = 11  /**< (N, T, D) → (N, D) */
+};
+
+/**
+ * One layer. Fields a kind does not use are ignored.
+ * Linear: in_features, out_features, bias. Conv2d: in_features = in_channels,
+ * out_features = out_channels, kernel_size, stride (≥ 1), padding (≥ 0), bias.
+ * AvgPool2d: kernel_size.
+ */
+typedef struct bdl_layer_spec {
+  int32_t kind;          /**< BDL_LAYER_* */
+  int32_t bias;          /**< nonzero: the layer has a bias (Linear, Conv2d) */
+  int64_t in_features;
+  int64_t out_features;
+  int64_t kernel_size;
+  int64_t stride;
+  int64_t padding;
+} bdl_layer_spec;
+
+/** Likelihoods. */
+enum {
+  BDL_LIKELIHOOD_CLASSIFICATION = 1, /**< categorical, softmax of the outputs */
+  BDL_LIKELIHOOD_REGRESSION = 2      /**< Gaussian with noise σ */
+};
+
+typedef struct bdl_model bdl_model;
+
+/**
+ * Builds a network for examples of shape input_shape (rank 1: (in); rank 2: (T, in); rank 3:
+ * (C, H, W)) and initialises θ as PyTorch's defaults would (W, b ~ U(±1/√fan_in)) from `seed`.
+ *
+ * @param layers, n_layers        the layers in order, n_layers ≥ 1
+ * @param input_shape, input_rank one example's shape, 1 ≤ input_rank ≤ 3, entries ≥ 1
+ * @param seed                    seeds the initialisation
+ * @param[out] out_model          the new handle; free it with bdl_model_free
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL, bad sizes, unknown kind, bad layer fields);
+ *         BDL_SHAPE_MISMATCH (a layer cannot take what the previous one produces, e.g. Conv2d after
+ *         Flatten, or the output is not a vector; the message names the layer and the shapes).
+ */
+BDL_API bdl_status bdl_model_create(const bdl_layer_spec *layers, int64_t n_layers,
+                                    const int64_t *input_shape, int64_t input_rank, uint64_t seed,
+                                    bdl_model **out_model);
+
+/** Releases a model. NULL is accepted and ignored. */
+BDL_API void bdl_model_free(bdl_model *model);
+
+/**
+ * Sizes of a model: P parameters, C outputs per example, and the per-example input size
+ * (product of the input shape). Any out pointer may be NULL.
+ */
+BDL_API bdl_status bdl_model_sizes(const bdl_model *model, int64_t *out_num_parameters,
+                                   int64_t *out_num_outputs, int64_t *out_input_size);
+
+/** Copies θ (P doubles) into out_parameters; capacity < P is BDL_SHAPE_MISMATCH. */
+BDL_API bdl_status bdl_model_get_parameters(const bdl_model *model, double *out_parameters,
+                                            int64_t capacity);
+
+/**
+ * Replaces θ by `parameters` (exactly P doubles). On any failure θ is unchanged.
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL); BDL_SHAPE_MISMATCH (count ≠ P);
+ *         BDL_NON_FINITE_INPUT (NaN/Inf).
+ */
+BDL_API bdl_status bdl_model_set_parameters(bdl_model *model, const double *parameters,
+                                            int64_t count);
+
+/**
+ * Outputs f(X) for a batch: X has n examples of the model's input shape (n·input_size doubles),
+ * out_outputs receives n·C doubles (capacity ≥ n·C).
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL, n < 1, overflow); BDL_NON_FINITE_INPUT (X);
+ *         BDL_SHAPE_MISMATCH (capacity).
+ */
+BDL_API bdl_status bdl_model_forward(const bdl_model *model, const double *X, int64_t n,
+                                     double *out_outputs, int64_t capacity);
+
+/**
+ * The Jacobian J(x_i) = ∂f(x_i)/∂θ for n inputs, as n·C rows of P (row i·C + c), computed by
+ * backpropagating the C unit vectors (no finite differences). For a few inputs: n·C·P doubles.
+ */
+BDL_API bdl_status bdl_model_jacobian(const bdl_model *model, const double *X, int64_t n,
+                                      double *out_jacobian, int64_t capacity);
+
+/**
+ * The summed negative log-likelihood and its gradient with respect to θ:
+ * classification Σ_i [logsumexp(f_i) − f_{i,y_i}]; regression Σ_i ½‖y_i − f_i‖²/σ² +
+ * n·C·log(σ√(2π)).
+ *
+ * @param y          n labels (classification: integers 0..C−1 stored as doubles) or n·C targets
+ * @param likelihood BDL_LIKELIHOOD_*
+ * @param sigma      σ > 0 for regression (ignored for classification)
+ * @param[out] out_loss      the summed NLL (may be NULL)
+ * @param[out] out_gradient  P doubles (may be NULL); capacity ≥ P when given
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL X or y, unknown likelihood, label outside [0, C) or
+ *         not an integer, σ ≤ 0); BDL_NON_FINITE_INPUT; BDL_SHAPE_MISMATCH (capacity).
+ */
+BDL_API bdl_status bdl_model_loss_gradient(const bdl_model *model, const double *X, int64_t n,
+                                           const double *y, int32_t likelihood, double sigma,
+                                           double *out_loss, double *out_gradient,
+                                           int64_t capacity);
+
+/**
+ * Per-layer statistics of one backward pass: for every layer computing y_r = W a_r + b at R
+ * positions per example (Linear: R = 1, or T on sequences; Conv2d: R = H_out·W_out with a_r the
+ * im2col patch, entries ordered (c, i, j) like the flattened weight), the layer inputs
+ * a (n, R, d_in) and the output-gradients g (n, K, R, d_out), g_{i,k,r} = ∂⟨f(x_i), V_{i,k}⟩/∂y_r.
+ * These are what K-FAC, EK-FAC, per-example gradients and influence scores are built from.
+ */
+typedef struct bdl_layer_statistics bdl_layer_statistics;
+
+/**
+ * Backpropagates K vectors per example, V (n, K, C), through the network and keeps, for each
+ * linear-map layer, its a and g. No Jacobian is formed.
+ * @param[out] out_statistics  new handle; free with bdl_layer_statistics_free
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL, n < 1, K < 1, overflow); BDL_NON_FINITE_INPUT
+ *         (X or V); BDL_OUT_OF_MEMORY.
+ */
+BDL_API bdl_status bdl_model_backward_vectors(const bdl_model *model, const double *X, int64_t n,
+                                              const double *V, int64_t k,
+                                              bdl_layer_statistics **out_statistics);
+
+/** Releases statistics. NULL is accepted and ignored. */
+BDL_API void bdl_layer_statistics_free(bdl_layer_statistics *statistics);
+
+/** The number of linear-map layers (Linear and Conv2d) the statistics hold. */
+BDL_API bdl_status bdl_layer_statistics_count(const bdl_layer_statistics *statistics,
+                                              int64_t *out_count);
+
+/**
+ * Shape of entry `index` (0 ≤ index < count): its position in the model's layer list, n, K, R,
+ * d_in, d_out and whether the layer has a bias. Any out pointer may be NULL.
+ */
+BDL_API bdl_status bdl_layer_statistics_shape(const bdl_layer_statistics *statistics,
+                                              int64_t index, int64_t *out_layer,
+                                              int64_t *out_n, int64_t *out_k,
+                                              int64_t *out_positions, int64_t *out_d_in,
+                                              int64_t *out_d_out, int32_t *out_has_bias);
+
+/**
+ * Copies entry `index`'s a (n·R·d_in doubles) and g (n·K·R·d_out doubles). Either out pointer may
+ * be NULL to skip it; a given buffer needs the capacity stated or BDL_SHAPE_MISMATCH.
+ */
+BDL_API bdl_status bdl_layer_statistics_get(const bdl_layer_statistics *statistics, int64_t index,
+                                            double *out_a, int64_t a_capacity, double *out_g,
+                                            int64_t g_capacity);
+
+/** Optimisers. */
+enum { BDL_OPTIMIZER_ADAM = 1, BDL_OPTIMIZER_SGD = 2 };
+/** Learning-rate schedules. */
+enum { BDL_SCHEDULE_CONSTANT = 1, BDL_SCHEDULE_COSINE = 2 };
+
+/**
+ * Options of bdl_model_train. Fill with bdl_train_params_init, then change what you need.
+ * The objective is the MAP objective Σ NLL + ½ θᵀ diag(δ) θ divided by N, so learning rates
+ * mean what they mean with PyTorch's mean-reduced losses.
+ */
+typedef struct bdl_train_params {
+  uint32_t struct_size;             /**< sizeof(bdl_train_params), set by the init function */
+  int32_t likelihood;               /**< BDL_LIKELIHOOD_*; default classification */
+  double sigma;                     /**< regression noise σ; default 1 */
+  int32_t optimizer;                /**< BDL_OPTIMIZER_*; default Adam */
+  int32_t schedule;                 /**< BDL_SCHEDULE_*; default constant */
+  double learning_rate;             /**< default 1e-3 (PyTorch's Adam default) */
+  double momentum;                  /**< SGD momentum in [0, 1); default 0.9 */
+  double beta1, beta2, epsilon;     /**< Adam; defaults 0.9, 0.999, 1e-8 (PyTorch's) */
+  int64_t epochs;                   /**< default 10 */
+  int64_t batch_size;               /**< default 32 */
+  const double *prior_precision;    /**< δ: 1 value or one per parameter tensor; NULL = 0 */
+  int64_t prior_precision_count;
+  uint64_t seed;                    /**< shuffling seed; runs are bit-for-bit reproducible; default 0 */
+} bdl_train_params;
+
+/** Fills `params` with the defaults above. */
+BDL_API bdl_status bdl_train_params_init(bdl_train_params *params);
+
+/** What bdl_model_train reports after each epoch. */
+typedef struct bdl_train_progress {
+  int64_t epoch;                    /**< 1-based epoch just finished */
+  int64_t epochs;
+  double objective;                 /**< mean minibatch objective over the epoch */
+  double mean_negative_log_likelihood; /**< mean NLL per example over the epoch */
+} bdl_train_progress;
+
+/** Progress callback: return 0 to continue, nonzero to stop after this epoch. */
+typedef int32_t (*bdl_progress_fn)(const bdl_train_progress *progress, void *user_data);
+
+/**
+ * Trains θ to the MAP estimate by minibatch Adam or SGD with seeded shuffling.
+ *
+ * @param X, n       training inputs (n examples of the input shape)
+ * @param y          labels or targets as for bdl_model_loss_gradient
+ * @param params     options (NULL: the defaults)
+ * @param progress   called after every epoch (may be NULL); user_data is passed through
+ * @param[out] out_last  the last epoch's report (may be NULL)
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (bad options, labels); BDL_NON_FINITE_INPUT;
+ *         BDL_SHAPE_MISMATCH (prior precision count); BDL_NOT_CONVERGED (the objective or θ
+ *         became NaN/Inf — θ is restored to its value before the call). On bad input θ is
+ *         unchanged. After a stop requested by the callback, θ is the state after that epoch.
+ */
+BDL_API bdl_status bdl_model_train(bdl_model *model, const double *X, int64_t n, const double *y,
+                                   const bdl_train_params *params, bdl_progress_fn progress,
+                                   void *user_data, bdl_train_progress *out_last);
+
 #ifdef __cplusplus
 }
 #endif

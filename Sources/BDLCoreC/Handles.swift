@@ -4,6 +4,8 @@ import Synchronization
 /// The kinds of opaque handle the C API hands out.
 enum HandleKind: Sendable {
   case kronFactor
+  case model
+  case layerStatistics
 }
 
 /// Opaque handles: a retained Swift box whose address is the C pointer, recorded in a registry

@@ -8,7 +8,8 @@ import Glibc
 enum Demo {
   static func run(dataDirectory: String) throws(BDLError) {
     let blas = try BLASInfo.current()
-    print("bdlcore demo — Bayesian linear regression by the evidence")
+    print("bdlcore demo")
+    print("1. Bayesian linear regression by the evidence")
     print("BLAS: OpenBLAS core \(blas.core) (\(describe(blas.coreSource))), \(blas.threads) threads, \(blas.openBLASLibrary)")
     if !blas.usesBestKernelForCPU {
       print("warning: this CPU supports faster kernels than \(blas.core); see OPENBLAS_CORETYPE in include/bdlcore.h")
@@ -31,6 +32,28 @@ enum Demo {
     for (j, name) in data.featureNames.enumerated() {
       print("  \(pad(name, 4))  \(pad(fmt(o.mean[j]), 9))  \(fmt(result.leastSquaresWeights[j]))")
     }
+    try digits(dataDirectory: dataDirectory)
+  }
+
+  static func digits(dataDirectory: String) throws(BDLError) {
+    let path = dataDirectory + "/digits.csv"
+    let data = try DigitsClassification(table: NumericTable(contentsOf: path))
+    print("\n2. A network on the digits")
+    print("digits: \(path): \(data.trainLabels.count) training and \(data.testLabels.count) test images (8×8), 10 classes")
+    let network = try DigitsClassification.network()
+    let options = DigitsClassification.options()
+    print("network: \(network.layers.map(\.description).joined(separator: " → ")), \(network.parameterCount) parameters")
+    print("training: Adam, learning rate \(options.learningRate) with cosine decay, \(options.epochs) epochs of batches of \(options.batchSize), prior precision \(options.priorPrecision[0]), seed \(options.seed)")
+    let clock = MonotonicClock()
+    let model = try data.train { report in
+      if report.epoch == 1 || report.epoch % 10 == 0 {
+        print("  epoch \(pad(String(report.epoch), 3)) objective \(fmt(report.objective))  mean NLL \(fmt(report.meanNegativeLogLikelihood))")
+      }
+      return true
+    }
+    let seconds = clock.seconds
+    let evaluation = try data.evaluate(model)
+    print("  trained in \(fmt(seconds)) s: test accuracy \(fmt(100 * evaluation.accuracy))%, test mean NLL \(fmt(evaluation.meanNegativeLogLikelihood))")
   }
 
   private static func describe(_ source: BLASInfo.CoreSource) -> String {
@@ -64,4 +87,21 @@ func sci(_ x: Double) -> String {
 
 func pad(_ text: String, _ width: Int) -> String {
   text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+}
+
+/// Wall-clock seconds since creation (CLOCK_MONOTONIC).
+struct MonotonicClock {
+  private let start: timespec
+
+  init() {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    start = now
+  }
+
+  var seconds: Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec - start.tv_sec) + Double(now.tv_nsec - start.tv_nsec) * 1e-9
+  }
 }

@@ -11,6 +11,19 @@ public enum Targets: Sendable, Equatable {
   /// Targets shaped (N, C).
   case values(Tensor)
 
+  /// Class labels from doubles that must be exact integers in 0..<classes (the C ABI's form).
+  public static func classes(fromValues values: [Double], classes: Int) throws(BDLError) -> Targets {
+    var labels: [Int] = []
+    labels.reserveCapacity(values.count)
+    for (i, value) in values.enumerated() {
+      guard value == value.rounded(), value >= 0, value < Double(classes) else {
+        throw .invalidArgument("label \(value) of example \(i) is not an integer in [0, \(classes))")
+      }
+      labels.append(Int(value))
+    }
+    return .classes(labels)
+  }
+
   public var count: Int {
     switch self {
     case .classes(let labels): labels.count

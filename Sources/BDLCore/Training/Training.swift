@@ -25,6 +25,7 @@ extension Sequential {
   public func lossGradient(
     _ x: Tensor, _ targets: Targets, likelihood: some Likelihood
   ) throws(BDLError) -> (negativeLogLikelihood: Double, gradient: [Double]) {
+    try validateInput(x)
     let pass = try forwardPass(x)
     let nll = try likelihood.negativeLogLikelihood(pass.output, targets)
     let v = try likelihood.outputGradient(pass.output, targets)
@@ -35,7 +36,7 @@ extension Sequential {
   ///
   /// `progress` is called after every epoch; returning false stops the run after that epoch.
   /// - Throws: for bad inputs (shape, labels, options) before anything changes; `.notConverged`
-  ///   if the objective becomes NaN/Inf, with θ restored to its value before the call.
+  ///   if the objective or θ becomes NaN/Inf, with θ restored to its value before the call.
   @discardableResult
   public mutating func train(
     inputs x: Tensor, targets: Targets, likelihood: some Likelihood, options: TrainingOptions,
@@ -111,6 +112,10 @@ extension Sequential {
             second[i] = b2 * second[i] + (1 - b2) * g[i] * g[i]
             parameters[i] -= rate * (first[i] / c1) / ((second[i] / c2).squareRoot() + eps)
           }
+        }
+        guard parameters.allSatisfy(\.isFinite) else {
+          parameters = original
+          throw .notConverged("training diverged in epoch \(epoch): a step made parameters non-finite; parameters restored — lower the learning rate")
         }
       }
       let report = TrainingProgress(

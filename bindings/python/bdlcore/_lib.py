@@ -2,7 +2,10 @@
 
 This module mirrors the header: one declaration per C function, in header order, each with its C
 prototype in a comment, plus the header's constants and the ``bdl_blas_info_t`` struct. Nothing
-here converts or checks values; the public modules (``kron``, ``blas``) do that.
+here converts or checks values; the public modules (``kron``, ``blas``, ``model``) do that.
+The structures (``bdl_blas_info_t``, ``bdl_layer_spec``, ``bdl_train_params``,
+``bdl_train_progress``) mirror the C ones field by field, and ``BDL_PROGRESS_FN`` is the ctypes
+type of ``bdl_progress_fn``.
 
 The shared library is looked for, in this order:
 
@@ -21,7 +24,19 @@ from __future__ import annotations
 import ctypes
 import os
 import warnings
-from ctypes import POINTER, Structure, c_char, c_char_p, c_double, c_int32, c_int64, c_uint32, c_void_p
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char,
+    c_char_p,
+    c_double,
+    c_int32,
+    c_int64,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 __all__ = [
@@ -32,6 +47,10 @@ __all__ = [
     "library_path",
     "DECLARED_FUNCTIONS",
     "bdl_blas_info_t",
+    "bdl_layer_spec",
+    "bdl_train_params",
+    "bdl_train_progress",
+    "BDL_PROGRESS_FN",
 ]
 
 #: Environment variable naming the shared library to load, tried before anything else.
@@ -153,13 +172,68 @@ BLAS_CORE_CONSTANTS = {
     "BDL_BLAS_CORE_PRELOADED": BDL_BLAS_CORE_PRELOADED,
 }
 
+BDL_LAYER_LINEAR = 1
+BDL_LAYER_CONV2D = 2
+BDL_LAYER_RELU = 3
+BDL_LAYER_TANH = 4
+BDL_LAYER_SIGMOID = 5
+BDL_LAYER_GELU = 6
+BDL_LAYER_IDENTITY = 7
+BDL_LAYER_FLATTEN = 8
+BDL_LAYER_AVG_POOL2D = 9
+BDL_LAYER_GLOBAL_AVG_POOL2D = 10
+BDL_LAYER_MEAN_OVER_SEQUENCE = 11
+
+#: Every layer kind (``bdl_layer_spec.kind``) by its header name.
+LAYER_CONSTANTS = {
+    "BDL_LAYER_LINEAR": BDL_LAYER_LINEAR,
+    "BDL_LAYER_CONV2D": BDL_LAYER_CONV2D,
+    "BDL_LAYER_RELU": BDL_LAYER_RELU,
+    "BDL_LAYER_TANH": BDL_LAYER_TANH,
+    "BDL_LAYER_SIGMOID": BDL_LAYER_SIGMOID,
+    "BDL_LAYER_GELU": BDL_LAYER_GELU,
+    "BDL_LAYER_IDENTITY": BDL_LAYER_IDENTITY,
+    "BDL_LAYER_FLATTEN": BDL_LAYER_FLATTEN,
+    "BDL_LAYER_AVG_POOL2D": BDL_LAYER_AVG_POOL2D,
+    "BDL_LAYER_GLOBAL_AVG_POOL2D": BDL_LAYER_GLOBAL_AVG_POOL2D,
+    "BDL_LAYER_MEAN_OVER_SEQUENCE": BDL_LAYER_MEAN_OVER_SEQUENCE,
+}
+
+BDL_LIKELIHOOD_CLASSIFICATION = 1
+BDL_LIKELIHOOD_REGRESSION = 2
+
+#: Every likelihood by its header name.
+LIKELIHOOD_CONSTANTS = {
+    "BDL_LIKELIHOOD_CLASSIFICATION": BDL_LIKELIHOOD_CLASSIFICATION,
+    "BDL_LIKELIHOOD_REGRESSION": BDL_LIKELIHOOD_REGRESSION,
+}
+
+BDL_OPTIMIZER_ADAM = 1
+BDL_OPTIMIZER_SGD = 2
+
+#: Every optimiser by its header name.
+OPTIMIZER_CONSTANTS = {
+    "BDL_OPTIMIZER_ADAM": BDL_OPTIMIZER_ADAM,
+    "BDL_OPTIMIZER_SGD": BDL_OPTIMIZER_SGD,
+}
+
+BDL_SCHEDULE_CONSTANT = 1
+BDL_SCHEDULE_COSINE = 2
+
+#: Every learning-rate schedule by its header name.
+SCHEDULE_CONSTANTS = {
+    "BDL_SCHEDULE_CONSTANT": BDL_SCHEDULE_CONSTANT,
+    "BDL_SCHEDULE_COSINE": BDL_SCHEDULE_COSINE,
+}
+
 # ---------------------------------------------------------------------------------------------
 # Types
 # ---------------------------------------------------------------------------------------------
 
 bdl_status = c_int32
 _dptr = POINTER(c_double)
-_handle = c_void_p  # bdl_kron_factor*, opaque
+_i64ptr = POINTER(c_int64)
+_handle = c_void_p  # bdl_kron_factor*, bdl_model*, bdl_layer_statistics*: opaque
 
 
 class bdl_blas_info_t(Structure):
@@ -175,6 +249,57 @@ class bdl_blas_info_t(Structure):
         ("lapacke_library", c_char * 512),
         ("config", c_char * 256),
     ]
+
+
+class bdl_layer_spec(Structure):
+    """Mirror of ``bdl_layer_spec``, field by field (one layer of a ``bdl_model``)."""
+
+    _fields_ = [
+        ("kind", c_int32),
+        ("bias", c_int32),
+        ("in_features", c_int64),
+        ("out_features", c_int64),
+        ("kernel_size", c_int64),
+        ("stride", c_int64),
+        ("padding", c_int64),
+    ]
+
+
+class bdl_train_params(Structure):
+    """Mirror of ``bdl_train_params``, field by field; fill with ``bdl_train_params_init``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("likelihood", c_int32),
+        ("sigma", c_double),
+        ("optimizer", c_int32),
+        ("schedule", c_int32),
+        ("learning_rate", c_double),
+        ("momentum", c_double),
+        ("beta1", c_double),
+        ("beta2", c_double),
+        ("epsilon", c_double),
+        ("epochs", c_int64),
+        ("batch_size", c_int64),
+        ("prior_precision", POINTER(c_double)),
+        ("prior_precision_count", c_int64),
+        ("seed", c_uint64),
+    ]
+
+
+class bdl_train_progress(Structure):
+    """Mirror of ``bdl_train_progress``: what ``bdl_model_train`` reports after each epoch."""
+
+    _fields_ = [
+        ("epoch", c_int64),
+        ("epochs", c_int64),
+        ("objective", c_double),
+        ("mean_negative_log_likelihood", c_double),
+    ]
+
+
+#: ``typedef int32_t (*bdl_progress_fn)(const bdl_train_progress *progress, void *user_data);``
+BDL_PROGRESS_FN = CFUNCTYPE(c_int32, POINTER(bdl_train_progress), c_void_p)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,6 +394,97 @@ _declare(
 #                                     double delta, double exponent, double *out_diag,
 #                                     int64_t out_capacity);
 _declare("bdl_kron_factor_diagonal", bdl_status, [_handle, c_double, c_double, c_double, _dptr, c_int64])
+
+# bdl_status bdl_model_create(const bdl_layer_spec *layers, int64_t n_layers,
+#                             const int64_t *input_shape, int64_t input_rank, uint64_t seed,
+#                             bdl_model **out_model);
+_declare(
+    "bdl_model_create",
+    bdl_status,
+    [POINTER(bdl_layer_spec), c_int64, _i64ptr, c_int64, c_uint64, POINTER(_handle)],
+)
+
+# void bdl_model_free(bdl_model *model);
+_declare("bdl_model_free", None, [_handle])
+
+# bdl_status bdl_model_sizes(const bdl_model *model, int64_t *out_num_parameters,
+#                            int64_t *out_num_outputs, int64_t *out_input_size);
+_declare("bdl_model_sizes", bdl_status, [_handle, _i64ptr, _i64ptr, _i64ptr])
+
+# bdl_status bdl_model_get_parameters(const bdl_model *model, double *out_parameters,
+#                                     int64_t capacity);
+_declare("bdl_model_get_parameters", bdl_status, [_handle, _dptr, c_int64])
+
+# bdl_status bdl_model_set_parameters(bdl_model *model, const double *parameters,
+#                                     int64_t count);
+_declare("bdl_model_set_parameters", bdl_status, [_handle, _dptr, c_int64])
+
+# bdl_status bdl_model_forward(const bdl_model *model, const double *X, int64_t n,
+#                              double *out_outputs, int64_t capacity);
+_declare("bdl_model_forward", bdl_status, [_handle, _dptr, c_int64, _dptr, c_int64])
+
+# bdl_status bdl_model_jacobian(const bdl_model *model, const double *X, int64_t n,
+#                               double *out_jacobian, int64_t capacity);
+_declare("bdl_model_jacobian", bdl_status, [_handle, _dptr, c_int64, _dptr, c_int64])
+
+# bdl_status bdl_model_loss_gradient(const bdl_model *model, const double *X, int64_t n,
+#                                    const double *y, int32_t likelihood, double sigma,
+#                                    double *out_loss, double *out_gradient,
+#                                    int64_t capacity);
+_declare(
+    "bdl_model_loss_gradient",
+    bdl_status,
+    [_handle, _dptr, c_int64, _dptr, c_int32, c_double, _dptr, _dptr, c_int64],
+)
+
+# bdl_status bdl_model_backward_vectors(const bdl_model *model, const double *X, int64_t n,
+#                                       const double *V, int64_t k,
+#                                       bdl_layer_statistics **out_statistics);
+_declare("bdl_model_backward_vectors", bdl_status, [_handle, _dptr, c_int64, _dptr, c_int64, POINTER(_handle)])
+
+# void bdl_layer_statistics_free(bdl_layer_statistics *statistics);
+_declare("bdl_layer_statistics_free", None, [_handle])
+
+# bdl_status bdl_layer_statistics_count(const bdl_layer_statistics *statistics,
+#                                       int64_t *out_count);
+_declare("bdl_layer_statistics_count", bdl_status, [_handle, _i64ptr])
+
+# bdl_status bdl_layer_statistics_shape(const bdl_layer_statistics *statistics,
+#                                       int64_t index, int64_t *out_layer,
+#                                       int64_t *out_n, int64_t *out_k,
+#                                       int64_t *out_positions, int64_t *out_d_in,
+#                                       int64_t *out_d_out, int32_t *out_has_bias);
+_declare(
+    "bdl_layer_statistics_shape",
+    bdl_status,
+    [_handle, c_int64, _i64ptr, _i64ptr, _i64ptr, _i64ptr, _i64ptr, _i64ptr, POINTER(c_int32)],
+)
+
+# bdl_status bdl_layer_statistics_get(const bdl_layer_statistics *statistics, int64_t index,
+#                                     double *out_a, int64_t a_capacity, double *out_g,
+#                                     int64_t g_capacity);
+_declare("bdl_layer_statistics_get", bdl_status, [_handle, c_int64, _dptr, c_int64, _dptr, c_int64])
+
+# bdl_status bdl_train_params_init(bdl_train_params *params);
+_declare("bdl_train_params_init", bdl_status, [POINTER(bdl_train_params)])
+
+# bdl_status bdl_model_train(bdl_model *model, const double *X, int64_t n, const double *y,
+#                            const bdl_train_params *params, bdl_progress_fn progress,
+#                            void *user_data, bdl_train_progress *out_last);
+_declare(
+    "bdl_model_train",
+    bdl_status,
+    [
+        _handle,
+        _dptr,
+        c_int64,
+        _dptr,
+        POINTER(bdl_train_params),
+        BDL_PROGRESS_FN,
+        c_void_p,
+        POINTER(bdl_train_progress),
+    ],
+)
 
 #: The C functions declared above, in header order (compared with the header by the tests).
 DECLARED_FUNCTIONS: Tuple[str, ...] = tuple(_declared)

@@ -1,0 +1,118 @@
+import BDLCore
+import Testing
+@testable import bdl
+
+@Suite("Likelihoods and training")
+struct TrainingTests {
+  @Test("categorical: S·Sᵀ = diag(p) − p·pᵀ, gradient p − e_y matches finite differences")
+  func categorical() throws {
+    var rng = SeededGenerator(seed: 400)
+    let f = try Tensor(shape: [2, 4], elements: rng.vector(8))
+    let likelihood = CategoricalLikelihood()
+    let p = likelihood.probabilities(f)
+    let s = likelihood.hessianSquareRoot(f)
+    for n in 0..<2 {
+      for a in 0..<4 {
+        for b in 0..<4 {
+          var sst = 0.0
+          for k in 0..<4 { sst += s.elements[(n * 4 + k) * 4 + a] * s.elements[(n * 4 + k) * 4 + b] }
+          let lambda = (a == b ? p.elements[n * 4 + a] : 0) - p.elements[n * 4 + a] * p.elements[n * 4 + b]
+          #expect(abs(sst - lambda) < 1e-15)
+        }
+      }
+    }
+    let targets = Targets.classes([1, 3])
+    let g = try likelihood.outputGradient(f, targets)
+    for i in 0..<8 {
+      var plus = f, minus = f
+      plus.elements[i] += 1e-6
+      minus.elements[i] -= 1e-6
+      let fd = (try likelihood.negativeLogLikelihood(plus, targets) - likelihood.negativeLogLikelihood(minus, targets)) / 2e-6
+      #expect(abs(fd - g.elements[i]) < 1e-8, "entry \(i): \(fd) vs \(g.elements[i])")
+    }
+    #expect(throws: BDLError.self) { try likelihood.negativeLogLikelihood(f, .classes([0, 4])) }
+    #expect(throws: BDLError.self) { try likelihood.negativeLogLikelihood(f, .classes([0])) }
+  }
+
+  @Test("Gaussian: NLL is the closed form, S = I/σ, gradient (f − y)/σ²")
+  func gaussian() throws {
+    let likelihood = try GaussianLikelihood(sigma: 0.5)
+    let f = try Tensor(shape: [2, 2], elements: [1, 2, 3, 4])
+    let y = try Tensor(shape: [2, 2], elements: [1.5, 2, 2, 4])
+    let expected = 0.5 * (0.25 + 1) / 0.25 + 4 * logarithm(0.5 * (2 * Double.pi).squareRoot())
+    expectClose(try likelihood.negativeLogLikelihood(f, .values(y)), expected, tolerance: 1e-14, "NLL")
+    expectClose(try likelihood.outputGradient(f, .values(y)).elements, [-2, 0, 4, 0], tolerance: 1e-14, "gradient")
+    #expect(likelihood.hessianSquareRoot(f).elements == [2, 0, 0, 2, 2, 0, 0, 2])
+    #expect(throws: BDLError.self) { try GaussianLikelihood(sigma: 0) }
+  }
+
+  @Test("Monte-Carlo output vectors: E[v vᵀ] → Λ, closer with more samples")
+  func monteCarlo() throws {
+    let f = try Tensor(shape: [1, 3], elements: [0.3, -1, 0.8])
+    let likelihood = CategoricalLikelihood()
+    let p = likelihood.probabilities(f).elements
+    func error(samples: Int) -> Double {
+      var random = RandomSource(seed: 7)
+      let v = likelihood.sampledOutputGradients(f, samples: samples, using: &random)
+      var worst = 0.0
+      for a in 0..<3 {
+        for b in 0..<3 {
+          var estimate = 0.0
+          for k in 0..<samples { estimate += v.elements[k * 3 + a] * v.elements[k * 3 + b] }  // already /√K each
+          worst = max(worst, abs(estimate - ((a == b ? p[a] : 0) - p[a] * p[b])))
+        }
+      }
+      return worst
+    }
+    let (few, many) = (error(samples: 100), error(samples: 100_000))
+    #expect(many < few, "\(many) should be below \(few)")
+    #expect(many < 5 / 100_000.0.squareRoot(), "MC error \(many) beyond 5 standard errors")
+  }
+
+  @Test("the digits MLP reaches ≥ 95% test accuracy, bit-for-bit reproducibly")
+  func digits() throws {
+    let data = try DigitsClassification(table: NumericTable(contentsOf: repositoryRoot + "/data/digits.csv"))
+    var epochs = 0
+    let model = try data.train { _ in epochs += 1; return true }
+    #expect(epochs == DigitsClassification.options().epochs)
+    let evaluation = try data.evaluate(model)
+    #expect(evaluation.accuracy >= 0.95, "test accuracy \(evaluation.accuracy)")
+    let again = try data.train()
+    #expect(again.parameters == model.parameters, "same seed, same parameters")
+    let other = try data.train(seed: 1)
+    #expect(other.parameters != model.parameters)
+  }
+
+  @Test("bad training input changes nothing; the callback can stop early")
+  func badInput() throws {
+    var model = try Sequential([Linear(3, 4), Activation.relu, Linear(4, 2)], inputShape: [3], seed: 5)
+    let before = model.parameters
+    let x = try Tensor(shape: [4, 3], elements: (0..<12).map(Double.init))
+    var options = TrainingOptions()
+    options.epochs = 3
+    #expect(throws: BDLError.self) { try model.train(inputs: x, targets: .classes([0, 1, 2, 0]), likelihood: CategoricalLikelihood(), options: options) }
+    #expect(throws: BDLError.self) { try model.train(inputs: x, targets: .classes([0, 1]), likelihood: CategoricalLikelihood(), options: options) }
+    #expect(throws: BDLError.self) { try model.train(inputs: x, targets: .classes([0, 1, 1, 0]), likelihood: GaussianLikelihood(), options: options) }
+    options.priorPrecision = [1, 2]
+    #expect(throws: BDLError.self) { try model.train(inputs: x, targets: .classes([0, 1, 1, 0]), likelihood: CategoricalLikelihood(), options: options) }
+    options.priorPrecision = [0]
+    options.learningRate = -1
+    #expect(throws: BDLError.self) { try model.train(inputs: x, targets: .classes([0, 1, 1, 0]), likelihood: CategoricalLikelihood(), options: options) }
+    #expect(model.parameters == before)
+    options.learningRate = 1e-2
+    var calls = 0
+    let history = try model.train(inputs: x, targets: .classes([0, 1, 1, 0]), likelihood: CategoricalLikelihood(), options: options) { _ in
+      calls += 1
+      return false
+    }
+    #expect(calls == 1 && history.count == 1)
+    #expect(model.parameters != before)
+    options.optimizer = .sgd(momentum: 0)  // steps of 1e200 × 1e150 overflow: θ is restored
+    options.learningRate = 1e200
+    let trained = model.parameters
+    var huge = x
+    for i in huge.elements.indices { huge.elements[i] *= 1e150 }
+    #expect(throws: BDLError.self) { try model.train(inputs: huge, targets: .classes([0, 1, 1, 0]), likelihood: CategoricalLikelihood(), options: options) }
+    #expect(model.parameters == trained)
+  }
+}
