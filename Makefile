@@ -19,7 +19,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE_DIR := $(CURDIR)/.build/release
 LIBRARY := $(RELEASE_DIR)/libbdlcore.so
 C_BUILD := bindings/c/build
-C_TESTS := test_kron test_errors test_blas test_threads
+C_TESTS := test_kron test_errors test_blas test_threads test_model
 C_EXAMPLES := kron_quickstart
 CFLAGS_TEST := -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude
 LDFLAGS_TEST := -L$(RELEASE_DIR) -lbdlcore -Wl,-rpath,$(RELEASE_DIR) -lm -pthread
@@ -80,8 +80,12 @@ test-python: build
 	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(PYTHON) -m pytest -q bindings/python/tests
 
 # Benchmarks print timings and ratios against the anchors measured in the same run; never part of `make test`.
+# BENCH_PYTHON: a Python with torch for the engine comparison (default: the fixtures virtualenv if
+# present, else $(PYTHON), which then reports that torch is missing).
+BENCH_PYTHON ?= $(shell [ -x .venv-fixtures/bin/python ] && echo .venv-fixtures/bin/python || echo $(PYTHON))
 bench: build
 	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(PYTHON) bench/bench_kron.py
+	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(BENCH_PYTHON) bench/bench_engine.py
 
 clean:
 	rm -rf .build $(C_BUILD) bindings/swift/quickstart/.build

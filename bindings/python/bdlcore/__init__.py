@@ -18,6 +18,8 @@ The shared library is found via ``BDLCORE_LIBRARY``, the package directory, or t
 ``.build/release`` folder.
 
 Modules: :mod:`bdlcore.kron` (Kronecker-factored solves, log-determinants, diagonals),
+:mod:`bdlcore.model` (sequential networks in PyTorch's parameter layout: outputs, Jacobians,
+gradients, per-layer K-FAC statistics, training; ``bdlcore.Sequential``, ``bdlcore.from_torch``),
 :mod:`bdlcore.blas` (the BLAS in use) and :mod:`bdlcore.datasets` (the shipped digits and
 diabetes data as numpy arrays with the fixed train/test split, ``bdlcore.datasets.load_digits()``).
 """
@@ -41,6 +43,21 @@ from ._errors import (
 from . import datasets
 from .blas import BLASInfo, blas_info
 from .kron import KronFactor, kron_diagonal, kron_logdet, kron_solve
+from .model import (
+    GELU,
+    AvgPool2d,
+    Conv2d,
+    Flatten,
+    GlobalAvgPool2d,
+    Identity,
+    Linear,
+    MeanOverSequence,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+    from_torch,
+)
 
 __version__ = _lib.lib.bdl_version_string().decode("ascii")
 
@@ -75,6 +92,19 @@ __all__ = [
     "kron_solve",
     "kron_diagonal",
     "KronFactor",
+    "Sequential",
+    "from_torch",
+    "Linear",
+    "Conv2d",
+    "ReLU",
+    "Tanh",
+    "Sigmoid",
+    "GELU",
+    "Identity",
+    "Flatten",
+    "AvgPool2d",
+    "GlobalAvgPool2d",
+    "MeanOverSequence",
     "blas_info",
     "BLASInfo",
     "Status",

@@ -826,17 +826,20 @@ class Sequential:
         import torch
         from torch import nn
 
-        class MeanOverSequence(nn.Module):
-            """Mean over the sequence axis: (N, T, D) -> (N, D)."""
+        # Tiny modules named like the fixture generator's, so that from_torch maps them back.
+        def mean_over_sequence(self, x):
+            return x.mean(dim=1)
 
-            def forward(self, x):
-                return x.mean(dim=1)
+        def global_avg_pool(self, x):
+            return x.mean(dim=(2, 3))
 
-        class GlobalAvgPool2d(nn.Module):
-            """Mean over H and W: (N, C, H, W) -> (N, C)."""
-
-            def forward(self, x):
-                return x.mean(dim=(2, 3))
+        torch_mean_over_sequence = type(
+            "MeanOverSequence", (nn.Module,), {"forward": mean_over_sequence, "__doc__": "Mean over T: (N, T, D) -> (N, D)."}
+        )
+        torch_global_avg_pool = type(
+            "GlobalAvgPool2d", (nn.Module,), {"forward": global_avg_pool, "__doc__": "Mean over H, W: (N, C, H, W) -> (N, C)."}
+        )
+        simple = {ReLU: nn.ReLU, Tanh: nn.Tanh, Sigmoid: nn.Sigmoid, Identity: nn.Identity, Flatten: nn.Flatten}
 
         def module(layer):
             if isinstance(layer, Linear):
@@ -851,13 +854,11 @@ class Sequential:
             if isinstance(layer, GELU):
                 return nn.GELU(approximate="none")
             if isinstance(layer, GlobalAvgPool2d):
-                return GlobalAvgPool2d()
-            if isinstance(layer, MeanOverSequence_):
-                return MeanOverSequence()
-            simple = {ReLU: nn.ReLU, Tanh: nn.Tanh, Sigmoid: nn.Sigmoid, Identity: nn.Identity, Flatten: nn.Flatten}
+                return torch_global_avg_pool()
+            if isinstance(layer, MeanOverSequence):
+                return torch_mean_over_sequence()
             return simple[type(layer)]()
 
-        MeanOverSequence_ = globals()["MeanOverSequence"]
         theta = self.parameters
         with torch.random.fork_rng(devices=[]):  # the default init must not disturb the caller's RNG
             net = nn.Sequential(*(module(layer) for layer in self._layers)).to(torch.float64)

@@ -74,12 +74,25 @@ def test_library_exports_match_header():
     )
 
 
+#: The header's non-status enum groups, by name prefix, and their tables in _lib.
+CONSTANT_GROUPS = {
+    "BDL_BLAS_CORE_": _lib.BLAS_CORE_CONSTANTS,
+    "BDL_LAYER_": _lib.LAYER_CONSTANTS,
+    "BDL_LIKELIHOOD_": _lib.LIKELIHOOD_CONSTANTS,
+    "BDL_OPTIMIZER_": _lib.OPTIMIZER_CONSTANTS,
+    "BDL_SCHEDULE_": _lib.SCHEDULE_CONSTANTS,
+}
+
+
 def test_status_constants_match_header():
     constants = header_enum_constants()
-    header_statuses = {k: v for k, v in constants.items() if not k.startswith("BDL_BLAS_CORE_")}
+    header_statuses = {k: v for k, v in constants.items() if not k.startswith(tuple(CONSTANT_GROUPS))}
     assert header_statuses == _lib.STATUS_CONSTANTS
     assert header_statuses["BDL_OK"] == 0
-    assert {k: v for k, v in constants.items() if k.startswith("BDL_BLAS_CORE_")} == _lib.BLAS_CORE_CONSTANTS
+    for prefix, table in CONSTANT_GROUPS.items():
+        assert {k: v for k, v in constants.items() if k.startswith(prefix)} == table, prefix
+        for name, value in table.items():
+            assert getattr(_lib, name) == value, name
     for name, value in header_statuses.items():
         assert getattr(_lib, name) == value
         if name != "BDL_OK":
@@ -127,20 +140,63 @@ def test_blas_info_struct_mirrors_header():
             assert pytype is CTYPES_OF[ctype], name
 
 
+def header_struct_declarations(name):
+    """(type, name, is_pointer) of each field of struct `name`, comma lists expanded, `const` dropped."""
+    match = re.search(r"typedef\s+struct\s+" + name + r"\s*\{(.*?)\}\s*" + name + r"\s*;", header_code(), flags=re.S)
+    assert match, f"struct {name} not found in the header"
+    fields = []
+    for declaration in match.group(1).split(";"):
+        declaration = re.sub(r"\bconst\b", " ", declaration).strip()
+        if not declaration:
+            continue
+        head = re.match(r"(\w+)\s*(.*)", declaration, flags=re.S)
+        ctype, names = head.group(1), head.group(2)
+        for item in names.split(","):
+            item = item.strip()
+            fields.append((ctype, item.lstrip("* "), item.startswith("*")))
+    return fields
+
+
+CTYPES_OF_FIELD = dict(CTYPES_OF, uint64_t=ctypes.c_uint64)
+
+
+@pytest.mark.parametrize("struct", [_lib.bdl_layer_spec, _lib.bdl_train_params, _lib.bdl_train_progress])
+def test_network_structs_mirror_header(struct):
+    header = header_struct_declarations(struct.__name__)
+    fields = struct._fields_
+    assert [name for _, name, _ in header] == [name for name, _ in fields]
+    for (ctype, name, is_pointer), (_, pytype) in zip(header, fields):
+        expected = ctypes.POINTER(CTYPES_OF_FIELD[ctype]) if is_pointer else CTYPES_OF_FIELD[ctype]
+        assert pytype is expected, f"{struct.__name__}.{name}: {pytype} vs {ctype}{'*' if is_pointer else ''}"
+
+
+def test_progress_callback_type_matches_header():
+    match = re.search(r"typedef\s+(\w+)\s*\(\s*\*\s*bdl_progress_fn\s*\)\s*\(([^)]*)\)", header_code())
+    assert match, "bdl_progress_fn not found"
+    assert match.group(1) == "int32_t"
+    assert re.sub(r"\s+", " ", match.group(2)).strip() == "const bdl_train_progress *progress, void *user_data"
+    assert _lib.BDL_PROGRESS_FN._restype_ is ctypes.c_int32
+    assert _lib.BDL_PROGRESS_FN._argtypes_ == (ctypes.POINTER(_lib.bdl_train_progress), ctypes.c_void_p)
+
+
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
-def test_blas_info_struct_layout_matches_c_compiler(tmp_path):
+@pytest.mark.parametrize(
+    "struct", [_lib.bdl_blas_info_t, _lib.bdl_layer_spec, _lib.bdl_train_params, _lib.bdl_train_progress]
+)
+def test_struct_layout_matches_c_compiler(tmp_path, struct):
     """sizeof and every offsetof as a C compiler lays the header's struct out."""
-    fields = [name for name, _ in _lib.bdl_blas_info_t._fields_]
+    c_name = struct.__name__
+    fields = [name for name, _ in struct._fields_]
     source = tmp_path / "layout.c"
     source.write_text(
         "#include <stdio.h>\n#include <stddef.h>\n#include \"bdlcore.h\"\nint main(void) {\n"
-        '  printf("size %zu\\n", sizeof(bdl_blas_info_t));\n'
-        + "".join(f'  printf("{f} %zu\\n", offsetof(bdl_blas_info_t, {f}));\n' for f in fields)
+        f'  printf("size %zu\\n", sizeof({c_name}));\n'
+        + "".join(f'  printf("{f} %zu\\n", offsetof({c_name}, {f}));\n' for f in fields)
         + "  return 0;\n}\n"
     )
     binary = tmp_path / "layout"
     subprocess.run(["cc", "-I", os.path.dirname(HEADER), str(source), "-o", str(binary)], check=True)
     layout = dict(line.split() for line in subprocess.run([str(binary)], check=True, capture_output=True, text=True).stdout.splitlines())
-    assert int(layout["size"]) == ctypes.sizeof(_lib.bdl_blas_info_t)
+    assert int(layout["size"]) == ctypes.sizeof(struct), c_name
     for name in fields:
-        assert int(layout[name]) == getattr(_lib.bdl_blas_info_t, name).offset, name
+        assert int(layout[name]) == getattr(struct, name).offset, f"{c_name}.{name}"
