@@ -64,8 +64,12 @@ def torch_epoch(torch, module, X, y, batch_size=32, seed=0):
 def torch_backward_vectors(torch, module, X, V):
     """a and g of every Linear/Conv2d layer for K vectors per example (V: (N, K, C))."""
     inputs, outputs = [], []
-    hooks = [m.register_forward_hook(lambda m, i, o: (inputs.append(i[0]), outputs.append(o)))
-             for m in module if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+
+    def capture(module, args, output):  # returns None: the output is left as it is
+        inputs.append(args[0])
+        outputs.append(output)
+
+    hooks = [m.register_forward_hook(capture) for m in module if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
     f = module(X)
     grads = torch.autograd.grad(f, outputs, grad_outputs=V.transpose(0, 1).contiguous(), is_grads_batched=True)
     for h in hooks:

@@ -104,26 +104,21 @@ public struct Conv2d: LinearMapLayer {
         }
       }
     }
-    // (N·R × patch)·Wᵀ → (N·R × C_out), plus the bias, then to (N, C_out, R).
-    var rowsOut = [Double](repeating: 0, count: rows * outChannels)
+    // Per example, y_n = W·cols_nᵀ: (C_out × patch)·(patch × R) lands directly in NCHW order.
     var y = Tensor(shape: [n, outChannels, g.outHeight, g.outWidth])
     if rows == 0 { return (y, cols) }
     try cols.elements.withUnsafeBufferPointer { cp throws(BDLError) in
-      try rowsOut.withUnsafeMutableBufferPointer { op throws(BDLError) in
-        try BLAS.gemm(
-          transposeA: false, transposeB: true, m: rows, n: outChannels, k: patch, alpha: 1,
-          a: cp.baseAddress!, lda: patch, b: parameters.baseAddress!, ldb: patch, beta: 0,
-          c: op.baseAddress!, ldc: outChannels)
-      }
-    }
-    let bias = hasBias ? parameters.baseAddress! + outChannels * patch : nil
-    y.elements.withUnsafeMutableBufferPointer { yp in
-      for example in 0..<n {
-        for r in 0..<g.positions {
-          let source = (example * g.positions + r) * outChannels
-          for c in 0..<outChannels {
-            yp[(example * outChannels + c) * g.positions + r] = rowsOut[source + c] + (bias?[c] ?? 0)
+      try y.elements.withUnsafeMutableBufferPointer { yp throws(BDLError) in
+        for example in 0..<n {
+          let target = yp.baseAddress! + example * outChannels * g.positions
+          if hasBias {
+            let bias = parameters.baseAddress! + outChannels * patch
+            for c in 0..<outChannels { (target + c * g.positions).update(repeating: bias[c], count: g.positions) }
           }
+          try BLAS.gemm(
+            transposeA: false, transposeB: true, m: outChannels, n: g.positions, k: patch, alpha: 1,
+            a: parameters.baseAddress!, lda: patch, b: cp.baseAddress! + example * g.positions * patch,
+            ldb: patch, beta: hasBias ? 1 : 0, c: target, ldc: g.positions)
         }
       }
     }
@@ -134,12 +129,18 @@ public struct Conv2d: LinearMapLayer {
   public func outputGradients(_ g: Tensor) -> Tensor {
     let n = g.shape[0], k = g.shape[1], positions = g.shape[3] * g.shape[4]
     var out = Tensor(shape: [n, k, positions, outChannels])
+    let tile = 32  // both the rows read and the rows written stay in L1 cache
     g.elements.withUnsafeBufferPointer { gp in
       out.elements.withUnsafeMutableBufferPointer { op in
         for block in 0..<(n * k) {
-          let base = block * outChannels * positions
-          for c in 0..<outChannels {
-            for r in 0..<positions { op[base + r * outChannels + c] = gp[base + c * positions + r] }
+          let source = gp.baseAddress! + block * outChannels * positions
+          let target = op.baseAddress! + block * outChannels * positions
+          for c0 in Swift.stride(from: 0, to: outChannels, by: tile) {
+            for r0 in Swift.stride(from: 0, to: positions, by: tile) {
+              for c in c0..<min(c0 + tile, outChannels) {
+                for r in r0..<min(r0 + tile, positions) { target[r * outChannels + c] = source[c * positions + r] }
+              }
+            }
           }
         }
       }
@@ -154,27 +155,25 @@ public struct Conv2d: LinearMapLayer {
   ) throws(BDLError) -> Tensor {
     let n = g.shape[0], k = g.shape[1]
     let geo = geometry(inputShape[...])
-    let patch = inputDimension, rows = n * k * geo.positions
-    let gRows = outputGradients(g)
-    // ∂/∂patches = g_r·W, (N·K·R × C_out)·(C_out × patch), then col2im adds each entry back.
-    var dcols = [Double](repeating: 0, count: rows * patch)
+    let patch = inputDimension, positions = geo.positions
+    // Per (example, vector) block: ∂/∂patches = g_blockᵀ·W, (R × C_out)·(C_out × patch), read
+    // straight from the NCHW gradient, then col2im adds each patch entry back to its pixel.
     var dx = Tensor(shape: [n, k] + inputShape)
-    if rows == 0 { return dx }
-    try gRows.elements.withUnsafeBufferPointer { gp throws(BDLError) in
-      try dcols.withUnsafeMutableBufferPointer { dp throws(BDLError) in
-        try BLAS.gemm(
-          transposeA: false, transposeB: false, m: rows, n: patch, k: outChannels, alpha: 1,
-          a: gp.baseAddress!, lda: outChannels, b: parameters.baseAddress!, ldb: patch, beta: 0,
-          c: dp.baseAddress!, ldc: patch)
-      }
-    }
+    if n * k * positions == 0 { return dx }
+    var scratch = [Double](repeating: 0, count: positions * patch)
     let imageSize = inputShape.reduce(1, *)
-    dcols.withUnsafeBufferPointer { dp in
-      dx.elements.withUnsafeMutableBufferPointer { xp in
-        for block in 0..<(n * k) {
-          let source = dp.baseAddress! + block * geo.positions * patch
-          let image = xp.baseAddress! + block * imageSize
-          forEachPatchEntry(geo) { r, column, index in image[index] += source[r * patch + column] }
+    try g.elements.withUnsafeBufferPointer { gp throws(BDLError) in
+      try scratch.withUnsafeMutableBufferPointer { sp throws(BDLError) in
+        try dx.elements.withUnsafeMutableBufferPointer { xp throws(BDLError) in
+          for block in 0..<(n * k) {
+            try BLAS.gemm(
+              transposeA: true, transposeB: false, m: positions, n: patch, k: outChannels, alpha: 1,
+              a: gp.baseAddress! + block * outChannels * positions, lda: positions,
+              b: parameters.baseAddress!, ldb: patch, beta: 0, c: sp.baseAddress!, ldc: patch)
+            let image = xp.baseAddress! + block * imageSize
+            let source = sp.baseAddress!
+            forEachPatchEntry(geo) { r, column, index in image[index] += source[r * patch + column] }
+          }
         }
       }
     }

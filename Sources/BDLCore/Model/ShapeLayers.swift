@@ -58,9 +58,12 @@ public struct AvgPool2d: Layer {
     var y = Tensor(shape: [x.count] + outputShape)
     let scale = 1 / Double(kernelSize * kernelSize)
     let (inSize, outSize) = (x.exampleSize, y.exampleSize)
-    for example in 0..<x.count {
-      forEachWindowEntry(inputShape) { o, i in
-        y.elements[example * outSize + o] += scale * x.elements[example * inSize + i]
+    x.elements.withUnsafeBufferPointer { xp in
+      y.elements.withUnsafeMutableBufferPointer { yp in
+        for example in 0..<x.count {
+          let source = xp.baseAddress! + example * inSize, target = yp.baseAddress! + example * outSize
+          forEachWindowEntry(inputShape) { o, i in target[o] += scale * source[i] }
+        }
       }
     }
     return (y, Tensor(shape: [0]))
@@ -73,9 +76,12 @@ public struct AvgPool2d: Layer {
     var dx = Tensor(shape: Array(g.shape.prefix(2)) + inputShape)
     let scale = 1 / Double(kernelSize * kernelSize)
     let outSize = g.elements.count / max(blocks, 1), inSize = inputShape.reduce(1, *)
-    for block in 0..<blocks {
-      forEachWindowEntry(inputShape) { o, i in
-        dx.elements[block * inSize + i] = scale * g.elements[block * outSize + o]
+    g.elements.withUnsafeBufferPointer { gp in
+      dx.elements.withUnsafeMutableBufferPointer { dp in
+        for block in 0..<blocks {
+          let source = gp.baseAddress! + block * outSize, target = dp.baseAddress! + block * inSize
+          forEachWindowEntry(inputShape) { o, i in target[i] = scale * source[o] }
+        }
       }
     }
     return dx
