@@ -16,7 +16,7 @@ public struct Sequential: Sendable {
   /// one before produces and that the output is a vector (C); parameters are initialised as
   /// PyTorch's defaults would be, from `seed`.
   /// - Throws: `.shapeMismatch` naming the first layer (1-based position and description) whose
-  ///   input does not fit, `.invalidArgument` for an empty network or a non-vector output.
+  ///   input does not fit or whose output is not a vector, `.invalidArgument` for an empty network.
   public init(_ layers: [any Layer], inputShape: [Int], seed: UInt64 = 0) throws(BDLError) {
     guard !layers.isEmpty else { throw .invalidArgument("a network needs at least one layer") }
     guard !inputShape.isEmpty, inputShape.allSatisfy({ $0 >= 1 }) else {
@@ -35,7 +35,7 @@ public struct Sequential: Sendable {
       total += layer.parameterCount
     }
     guard shapes.last!.count == 1 else {
-      throw .invalidArgument("the network's output has shape \(Tensor.describe(shapes.last!)) per example; add Flatten or a pooling layer so that it is a vector")
+      throw .shapeMismatch("the network's output has shape \(Tensor.describe(shapes.last!)) per example; add Flatten or a pooling layer so that it is a vector")
     }
     self.layers = layers
     self.inputShape = inputShape

@@ -727,7 +727,7 @@ class Sequential:
                 epoch); returning True stops training after that epoch. The model cannot be used
                 from inside the callback. An exception raised by the callback stops training and
                 is re-raised once the library has returned; θ then holds the last finished epoch's
-                value.
+                value. (So Ctrl-C takes effect at the end of the running epoch.)
 
         Returns:
             One dict per finished epoch, as passed to the callback.
