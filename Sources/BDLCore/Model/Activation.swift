@@ -70,18 +70,21 @@ public struct Activation: Layer {
   }
 
   public func backward(
-    _ g: Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
+    _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
   ) throws(BDLError) -> Tensor {
     let n = g.shape[0], k = g.shape[1], size = cache.exampleSize
-    var dx = g
+    var dx = g  // the caller hands over its gradient: scaled in place, no copy
+    var slope = [Double](repeating: 0, count: size)
     cache.elements.withUnsafeBufferPointer { xp in
-      dx.elements.withUnsafeMutableBufferPointer { dp in
-        var slope = [Double](repeating: 0, count: size)
-        for example in 0..<n {
-          for i in 0..<size { slope[i] = derivative(xp[example * size + i]) }
-          for vector in 0..<k {
-            let base = (example * k + vector) * size
-            for i in 0..<size { dp[base + i] *= slope[i] }
+      slope.withUnsafeMutableBufferPointer { sp in
+        dx.elements.withUnsafeMutableBufferPointer { dp in
+          for example in 0..<n {
+            let x = xp.baseAddress! + example * size, f = sp.baseAddress!
+            for i in 0..<size { f[i] = derivative(x[i]) }
+            for vector in 0..<k {
+              let d = dp.baseAddress! + (example * k + vector) * size
+              for i in 0..<size { d[i] *= f[i] }
+            }
           }
         }
       }

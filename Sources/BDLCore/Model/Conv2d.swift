@@ -68,22 +68,26 @@ public struct Conv2d: LinearMapLayer {
     return Geometry(height: h, width: w, outHeight: outputSize(h), outWidth: outputSize(w))
   }
 
-  /// Calls `body(r, column, inputIndex)` for every patch entry that reads the image (padding
-  /// entries are skipped): the index map shared by im2col and its transpose col2im.
-  private func forEachPatchEntry(_ g: Geometry, _ body: (Int, Int, Int) -> Void) {
+  /// For every patch column (c, i, j) and output row h_out, the run of output columns w_out whose
+  /// tap reads inside the image: body(column, firstPosition, inputIndex, count) covers positions
+  /// r = firstPosition + t and input pixels inputIndex + t·stride for t in 0..<count. Padding taps
+  /// are never visited. This is the index map shared by im2col and its transpose col2im, with the
+  /// bounds worked out once per run instead of per entry.
+  @inline(__always)
+  private func forEachPatchRun(_ g: Geometry, _ body: (_ column: Int, _ position: Int, _ input: Int, _ count: Int) -> Void) {
     let k = kernelSize
-    for oh in 0..<g.outHeight {
-      for ow in 0..<g.outWidth {
-        let r = oh * g.outWidth + ow
-        for c in 0..<inChannels {
-          for i in 0..<k {
+    for c in 0..<inChannels {
+      for i in 0..<k {
+        for j in 0..<k {
+          let column = (c * k + i) * k + j
+          // w = ow·s − p + j ∈ [0, W)  ⇔  ow ∈ [⌈(p − j)/s⌉, ⌊(W − 1 + p − j)/s⌋]
+          let first = max(0, (padding - j + stride - 1) / stride)
+          let last = min(g.outWidth - 1, (g.width - 1 + padding - j) >= 0 ? (g.width - 1 + padding - j) / stride : -1)
+          if last < first { continue }
+          for oh in 0..<g.outHeight {
             let h = oh * stride - padding + i
             if h < 0 || h >= g.height { continue }
-            for j in 0..<k {
-              let w = ow * stride - padding + j
-              if w < 0 || w >= g.width { continue }
-              body(r, (c * k + i) * k + j, (c * g.height + h) * g.width + w)
-            }
+            body(column, oh * g.outWidth + first, (c * g.height + h) * g.width + first * stride - padding + j, last - first + 1)
           }
         }
       }
@@ -100,25 +104,34 @@ public struct Conv2d: LinearMapLayer {
         for example in 0..<n {
           let image = xp.baseAddress! + example * imageSize
           let target = cp.baseAddress! + example * g.positions * patch
-          forEachPatchEntry(g) { r, column, index in target[r * patch + column] = image[index] }
+          forEachPatchRun(g) { column, position, input, count in
+            for t in 0..<count { target[(position + t) * patch + column] = image[input + t * stride] }
+          }
         }
       }
     }
-    // Per example, y_n = W·cols_nᵀ: (C_out × patch)·(patch × R) lands directly in NCHW order.
+    // One gemm for the whole batch, W·colsᵀ: (C_out × patch)·(patch × N·R) → (C_out, N, R); then
+    // each (c, n) run of R outputs is copied to its NCHW place, plus the bias.
     var y = Tensor(shape: [n, outChannels, g.outHeight, g.outWidth])
     if rows == 0 { return (y, cols) }
+    var channelMajor = [Double](repeating: 0, count: outChannels * rows)
     try cols.elements.withUnsafeBufferPointer { cp throws(BDLError) in
-      try y.elements.withUnsafeMutableBufferPointer { yp throws(BDLError) in
-        for example in 0..<n {
-          let target = yp.baseAddress! + example * outChannels * g.positions
-          if hasBias {
-            let bias = parameters.baseAddress! + outChannels * patch
-            for c in 0..<outChannels { (target + c * g.positions).update(repeating: bias[c], count: g.positions) }
+      try channelMajor.withUnsafeMutableBufferPointer { op throws(BDLError) in
+        try BLAS.gemm(
+          transposeA: false, transposeB: true, m: outChannels, n: rows, k: patch, alpha: 1,
+          a: parameters.baseAddress!, lda: patch, b: cp.baseAddress!, ldb: patch, beta: 0,
+          c: op.baseAddress!, ldc: rows)
+      }
+    }
+    channelMajor.withUnsafeBufferPointer { op in
+      y.elements.withUnsafeMutableBufferPointer { yp in
+        for c in 0..<outChannels {
+          let bias = hasBias ? parameters[outChannels * patch + c] : 0
+          for example in 0..<n {
+            let source = op.baseAddress! + c * rows + example * g.positions
+            let target = yp.baseAddress! + (example * outChannels + c) * g.positions
+            for r in 0..<g.positions { target[r] = source[r] + bias }
           }
-          try BLAS.gemm(
-            transposeA: false, transposeB: true, m: outChannels, n: g.positions, k: patch, alpha: 1,
-            a: parameters.baseAddress!, lda: patch, b: cp.baseAddress! + example * g.positions * patch,
-            ldb: patch, beta: hasBias ? 1 : 0, c: target, ldc: g.positions)
         }
       }
     }
@@ -151,28 +164,45 @@ public struct Conv2d: LinearMapLayer {
   public func layerInputs(cache: Tensor) -> Tensor { cache }
 
   public func backward(
-    _ g: Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
+    _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
   ) throws(BDLError) -> Tensor {
     let n = g.shape[0], k = g.shape[1]
     let geo = geometry(inputShape[...])
-    let patch = inputDimension, positions = geo.positions
-    // Per (example, vector) block: ∂/∂patches = g_blockᵀ·W, (R × C_out)·(C_out × patch), read
-    // straight from the NCHW gradient, then col2im adds each patch entry back to its pixel.
+    let patch = inputDimension, positions = geo.positions, blocks = n * k
+    // In chunks of blocks (example, vector): gather the chunk's gradients channel-major,
+    // G (C_out × chunk·R), one gemm Wᵀ·G gives ∂/∂patches transposed (patch × chunk·R), and col2im
+    // adds every patch entry back to its pixel. Chunks bound the scratch to a few MB.
     var dx = Tensor(shape: [n, k] + inputShape)
-    if n * k * positions == 0 { return dx }
-    var scratch = [Double](repeating: 0, count: positions * patch)
+    if blocks * positions == 0 { return dx }
+    let chunk = max(1, min(blocks, (1 << 19) / max(positions * max(patch, outChannels), 1)))
+    var gathered = [Double](repeating: 0, count: outChannels * chunk * positions)
+    var patches = [Double](repeating: 0, count: patch * chunk * positions)
     let imageSize = inputShape.reduce(1, *)
     try g.elements.withUnsafeBufferPointer { gp throws(BDLError) in
-      try scratch.withUnsafeMutableBufferPointer { sp throws(BDLError) in
-        try dx.elements.withUnsafeMutableBufferPointer { xp throws(BDLError) in
-          for block in 0..<(n * k) {
-            try BLAS.gemm(
-              transposeA: true, transposeB: false, m: positions, n: patch, k: outChannels, alpha: 1,
-              a: gp.baseAddress! + block * outChannels * positions, lda: positions,
-              b: parameters.baseAddress!, ldb: patch, beta: 0, c: sp.baseAddress!, ldc: patch)
-            let image = xp.baseAddress! + block * imageSize
-            let source = sp.baseAddress!
-            forEachPatchEntry(geo) { r, column, index in image[index] += source[r * patch + column] }
+      try gathered.withUnsafeMutableBufferPointer { gb throws(BDLError) in
+        try patches.withUnsafeMutableBufferPointer { pb throws(BDLError) in
+          try dx.elements.withUnsafeMutableBufferPointer { xp throws(BDLError) in
+            for start in Swift.stride(from: 0, to: blocks, by: chunk) {
+              let count = min(chunk, blocks - start), width = count * positions
+              for b in 0..<count {
+                for c in 0..<outChannels {
+                  (gb.baseAddress! + c * width + b * positions).update(
+                    from: gp.baseAddress! + ((start + b) * outChannels + c) * positions, count: positions)
+                }
+              }
+              try BLAS.gemm(
+                transposeA: true, transposeB: false, m: patch, n: width, k: outChannels, alpha: 1,
+                a: parameters.baseAddress!, lda: patch, b: gb.baseAddress!, ldb: width, beta: 0,
+                c: pb.baseAddress!, ldc: width)
+              for b in 0..<count {
+                let image = xp.baseAddress! + (start + b) * imageSize
+                let source = pb.baseAddress! + b * positions
+                forEachPatchRun(geo) { column, position, input, runLength in
+                  let row = source + column * width + position
+                  for t in 0..<runLength { image[input + t * stride] += row[t] }
+                }
+              }
+            }
           }
         }
       }

@@ -19,7 +19,7 @@ public protocol Layer: Sendable, CustomStringConvertible {
 
   /// ∂/∂x of ⟨layer(x_n), g_{n,k}⟩ for each example n and vector k: (N, K, output…) → (N, K, input…).
   func backward(
-    _ g: Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
+    _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
   ) throws(BDLError) -> Tensor
 
   /// `init` parameters like PyTorch's defaults, into this layer's slice of θ.

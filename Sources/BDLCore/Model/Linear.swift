@@ -51,7 +51,7 @@ public struct Linear: LinearMapLayer {
   }
 
   public func backward(
-    _ g: Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
+    _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
   ) throws(BDLError) -> Tensor {
     let rows = g.elements.count / outFeatures  // N·K·R
     var dx = Tensor(shape: Array(g.shape.prefix(2)) + inputShape)

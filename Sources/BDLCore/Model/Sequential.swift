@@ -140,7 +140,7 @@ public struct Sequential: Sendable {
             outputGradients: map.outputGradients(gradient), hasBias: map.hasBias))
         }
         if index > 0 {  // the gradient with respect to the network input is not needed
-          gradient = try layer.backward(gradient, cache: pass.caches[index], inputShape: shapes[index], parameters: slice)
+          gradient = try layer.backward(consume gradient, cache: pass.caches[index], inputShape: shapes[index], parameters: slice)
         }
       }
     }

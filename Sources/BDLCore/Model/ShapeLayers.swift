@@ -13,7 +13,7 @@ public struct Flatten: Layer {
   }
 
   public func backward(
-    _ g: Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
+    _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
   ) throws(BDLError) -> Tensor {
     g.reshaped(Array(g.shape.prefix(2)) + inputShape)
   }
@@ -39,14 +39,20 @@ public struct AvgPool2d: Layer {
     return [shape[0], shape[1] / kernelSize, shape[2] / kernelSize]
   }
 
-  /// Calls body(outputIndex, inputIndex) for every input pixel inside a window, per channel plane.
+  /// Calls body(outputIndex, inputIndex) for every input pixel inside a window, per channel plane,
+  /// window by window (no divisions in the loop).
+  @inline(__always)
   private func forEachWindowEntry(_ shape: [Int], _ body: (Int, Int) -> Void) {
     let (c, h, w) = (shape[0], shape[1], shape[2])
     let (oh, ow) = (h / kernelSize, w / kernelSize)
     for plane in 0..<c {
-      for i in 0..<(oh * kernelSize) {
-        for j in 0..<(ow * kernelSize) {
-          body((plane * oh + i / kernelSize) * ow + j / kernelSize, (plane * h + i) * w + j)
+      for i in 0..<oh {
+        for j in 0..<ow {
+          let output = (plane * oh + i) * ow + j
+          let corner = (plane * h + i * kernelSize) * w + j * kernelSize
+          for a in 0..<kernelSize {
+            for b in 0..<kernelSize { body(output, corner + a * w + b) }
+          }
         }
       }
     }
@@ -70,7 +76,7 @@ public struct AvgPool2d: Layer {
   }
 
   public func backward(
-    _ g: Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
+    _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
   ) throws(BDLError) -> Tensor {
     let blocks = g.shape[0] * g.shape[1]
     var dx = Tensor(shape: Array(g.shape.prefix(2)) + inputShape)
@@ -103,7 +109,7 @@ public struct GlobalAvgPool2d: Layer {
   }
 
   public func backward(
-    _ g: Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
+    _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
   ) throws(BDLError) -> Tensor {
     spreadMean(g, inputShape: inputShape, groups: inputShape[0], members: inputShape[1] * inputShape[2], stride: 1)
   }
@@ -125,7 +131,7 @@ public struct MeanOverSequence: Layer {
   }
 
   public func backward(
-    _ g: Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
+    _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
   ) throws(BDLError) -> Tensor {
     spreadMean(g, inputShape: inputShape, groups: inputShape[1], members: inputShape[0], stride: inputShape[1])
   }
