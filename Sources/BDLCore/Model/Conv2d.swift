@@ -104,8 +104,14 @@ public struct Conv2d: LinearMapLayer {
         for example in 0..<n {
           let image = xp.baseAddress! + example * imageSize
           let target = cp.baseAddress! + example * g.positions * patch
+          let step = stride
           forEachPatchRun(g) { column, position, input, count in
-            for t in 0..<count { target[(position + t) * patch + column] = image[input + t * stride] }
+            var read = image + input, write = target + position * patch + column
+            for _ in 0..<count {
+              write.pointee = read.pointee
+              read += step
+              write += patch
+            }
           }
         }
       }
@@ -138,27 +144,27 @@ public struct Conv2d: LinearMapLayer {
     return (y, cols)
   }
 
-  /// (N, K, C_out, H_out, W_out) → (N·K·R × C_out) rows: the output-gradients g_r.
+  /// (N, K, C_out, H_out, W_out) → (N, K, R, C_out): the output-gradients g_r as rows. Written
+  /// row by row (contiguous writes), reading C_out sequential streams.
   public func outputGradients(_ g: Tensor) -> Tensor {
-    let n = g.shape[0], k = g.shape[1], positions = g.shape[3] * g.shape[4]
-    var out = Tensor(shape: [n, k, positions, outChannels])
-    let tile = 32  // both the rows read and the rows written stay in L1 cache
-    g.elements.withUnsafeBufferPointer { gp in
-      out.elements.withUnsafeMutableBufferPointer { op in
+    let n = g.shape[0], k = g.shape[1], positions = g.shape[3] * g.shape[4], channels = outChannels
+    return try! Tensor(shape: [n, k, positions, channels]) { out throws(BDLError) in
+      g.elements.withUnsafeBufferPointer { gp in
         for block in 0..<(n * k) {
-          let source = gp.baseAddress! + block * outChannels * positions
-          let target = op.baseAddress! + block * outChannels * positions
-          for c0 in Swift.stride(from: 0, to: outChannels, by: tile) {
-            for r0 in Swift.stride(from: 0, to: positions, by: tile) {
-              for c in c0..<min(c0 + tile, outChannels) {
-                for r in r0..<min(r0 + tile, positions) { target[r * outChannels + c] = source[c * positions + r] }
-              }
+          let source = gp.baseAddress! + block * channels * positions
+          let target = out.baseAddress! + block * channels * positions
+          var write = target
+          for r in 0..<positions {  // wrapping index arithmetic: in bounds by construction
+            var read = source + r
+            for _ in 0..<channels {
+              write.pointee = read.pointee
+              write += 1
+              read += positions
             }
           }
         }
       }
     }
-    return out
   }
 
   public func layerInputs(cache: Tensor) -> Tensor { cache }
@@ -197,9 +203,14 @@ public struct Conv2d: LinearMapLayer {
               for b in 0..<count {
                 let image = xp.baseAddress! + (start + b) * imageSize
                 let source = pb.baseAddress! + b * positions
+                let step = stride
                 forEachPatchRun(geo) { column, position, input, runLength in
-                  let row = source + column * width + position
-                  for t in 0..<runLength { image[input + t * stride] += row[t] }
+                  var read = source + column * width + position, write = image + input
+                  for _ in 0..<runLength {
+                    write.pointee += read.pointee
+                    read += 1
+                    write += step
+                  }
                 }
               }
             }

@@ -54,17 +54,15 @@ public struct Linear: LinearMapLayer {
     _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
   ) throws(BDLError) -> Tensor {
     let rows = g.elements.count / outFeatures  // N·K·R
-    var dx = Tensor(shape: Array(g.shape.prefix(2)) + inputShape)
-    if rows == 0 { return dx }
-    try g.elements.withUnsafeBufferPointer { gp throws(BDLError) in
-      try dx.elements.withUnsafeMutableBufferPointer { dp throws(BDLError) in
+    if rows == 0 { return Tensor(shape: Array(g.shape.prefix(2)) + inputShape) }
+    return try Tensor(shape: Array(g.shape.prefix(2)) + inputShape) { dp throws(BDLError) in
+      try g.elements.withUnsafeBufferPointer { gp throws(BDLError) in
         try BLAS.gemm(
           transposeA: false, transposeB: false, m: rows, n: inFeatures, k: outFeatures, alpha: 1,
           a: gp.baseAddress!, lda: outFeatures, b: parameters.baseAddress!, ldb: inFeatures,
           beta: 0, c: dp.baseAddress!, ldc: inFeatures)
       }
     }
-    return dx
   }
 
   public func layerInputs(cache: Tensor) -> Tensor {

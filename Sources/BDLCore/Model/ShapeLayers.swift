@@ -39,36 +39,27 @@ public struct AvgPool2d: Layer {
     return [shape[0], shape[1] / kernelSize, shape[2] / kernelSize]
   }
 
-  /// Calls body(outputIndex, inputIndex) for every input pixel inside a window, per channel plane,
-  /// window by window (no divisions in the loop).
-  @inline(__always)
-  private func forEachWindowEntry(_ shape: [Int], _ body: (Int, Int) -> Void) {
-    let (c, h, w) = (shape[0], shape[1], shape[2])
-    let (oh, ow) = (h / kernelSize, w / kernelSize)
-    for plane in 0..<c {
-      for i in 0..<oh {
-        for j in 0..<ow {
-          let output = (plane * oh + i) * ow + j
-          let corner = (plane * h + i * kernelSize) * w + j * kernelSize
-          for a in 0..<kernelSize {
-            for b in 0..<kernelSize { body(output, corner + a * w + b) }
-          }
-        }
-      }
-    }
-  }
-
   public func forward(_ x: Tensor, parameters: UnsafeBufferPointer<Double>) throws(BDLError) -> (output: Tensor, cache: Tensor) {
     let inputShape = Array(x.shape.dropFirst())
     let outputShape = try outputShape(forInput: inputShape)
     var y = Tensor(shape: [x.count] + outputShape)
-    let scale = 1 / Double(kernelSize * kernelSize)
-    let (inSize, outSize) = (x.exampleSize, y.exampleSize)
+    let (k, scale) = (kernelSize, 1 / Double(kernelSize * kernelSize))
+    let (h, w, oh, ow) = (inputShape[1], inputShape[2], outputShape[1], outputShape[2])
+    let planes = x.count * inputShape[0]
     x.elements.withUnsafeBufferPointer { xp in
       y.elements.withUnsafeMutableBufferPointer { yp in
-        for example in 0..<x.count {
-          let source = xp.baseAddress! + example * inSize, target = yp.baseAddress! + example * outSize
-          forEachWindowEntry(inputShape) { o, i in target[o] += scale * source[i] }
+        for plane in 0..<planes {
+          let source = xp.baseAddress! + plane * h * w, target = yp.baseAddress! + plane * oh * ow
+          for i in 0..<oh {
+            for a in 0..<k {
+              let row = source + (i * k + a) * w
+              for j in 0..<ow {
+                var sum = 0.0
+                for b in 0..<k { sum += row[j * k + b] }
+                target[i * ow + j] += scale * sum
+              }
+            }
+          }
         }
       }
     }
@@ -78,15 +69,28 @@ public struct AvgPool2d: Layer {
   public func backward(
     _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
   ) throws(BDLError) -> Tensor {
-    let blocks = g.shape[0] * g.shape[1]
-    var dx = Tensor(shape: Array(g.shape.prefix(2)) + inputShape)
-    let scale = 1 / Double(kernelSize * kernelSize)
-    let outSize = g.elements.count / max(blocks, 1), inSize = inputShape.reduce(1, *)
+    var dx = Tensor(shape: Array(g.shape.prefix(2)) + inputShape)  // zeros: border rows and columns left over by ⌊H/k⌋ get none
+    let (k, scale) = (kernelSize, 1 / Double(kernelSize * kernelSize))
+    let (h, w) = (inputShape[1], inputShape[2])
+    let (oh, ow) = (h / k, w / k)
+    let planes = g.shape[0] * g.shape[1] * inputShape[0]
     g.elements.withUnsafeBufferPointer { gp in
       dx.elements.withUnsafeMutableBufferPointer { dp in
-        for block in 0..<blocks {
-          let source = gp.baseAddress! + block * outSize, target = dp.baseAddress! + block * inSize
-          forEachWindowEntry(inputShape) { o, i in target[i] = scale * source[o] }
+        for plane in 0..<planes {
+          let source = gp.baseAddress! + plane * oh * ow, target = dp.baseAddress! + plane * h * w
+          for i in 0..<oh {
+            for a in 0..<k {
+              var write = target + (i * k + a) * w, read = source + i * ow
+              for _ in 0..<ow {
+                let value = scale * read.pointee
+                for _ in 0..<k {
+                  write.pointee = value
+                  write += 1
+                }
+                read += 1
+              }
+            }
+          }
         }
       }
     }

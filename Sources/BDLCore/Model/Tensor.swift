@@ -13,6 +13,24 @@ public struct Tensor: Equatable, Sendable {
     self.elements = [Double](repeating: value, count: shape.reduce(1, *))
   }
 
+  /// A tensor whose entries the caller overwrites completely before reading any (`fill` gets the
+  /// raw buffer): skips the zero-fill pass over memory that large activations would cost.
+  init(shape: [Int], filling fill: (UnsafeMutableBufferPointer<Double>) throws(BDLError) -> Void) throws(BDLError) {
+    let count = shape.reduce(1, *)
+    var failure: BDLError?
+    self.shape = shape
+    self.elements = [Double](unsafeUninitializedCapacity: count) { buffer, initialized in
+      do throws(BDLError) {
+        try fill(buffer)
+      } catch {
+        buffer.initialize(repeating: 0)  // never leave uninitialised memory behind
+        failure = error
+      }
+      initialized = count
+    }
+    if let failure { throw failure }
+  }
+
   /// A tensor from row-major entries; `.shapeMismatch` unless there are Π shape of them.
   public init(shape: [Int], elements: [Double]) throws(BDLError) {
     guard shape.allSatisfy({ $0 >= 0 }) else { throw .invalidArgument("tensor shape \(shape) has a negative dimension") }
