@@ -414,6 +414,18 @@ BDL_API bdl_status bdl_model_backward_vectors(const bdl_model *model, const doub
                                               const double *V, int64_t k,
                                               bdl_layer_statistics **out_statistics);
 
+/**
+ * Per-example gradients ∂⟨f(x_i), V_{i,k}⟩/∂θ for K vectors per example, as n·K rows of P
+ * (row i·K + k), contracted layer by layer from a and g (weight Σ_r g_r a_rᵀ, bias Σ_r g_r)
+ * without forming a Jacobian. With V the loss gradient at the labels (K = 1) these are the
+ * per-example loss gradients of influence functions and the empirical Fisher.
+ * n·K·P doubles, capacity ≥ n·K·P.
+ * @return as bdl_model_backward_vectors, plus BDL_SHAPE_MISMATCH (capacity).
+ */
+BDL_API bdl_status bdl_model_per_example_gradients(const bdl_model *model, const double *X,
+                                                   int64_t n, const double *V, int64_t k,
+                                                   double *out_gradients, int64_t capacity);
+
 /** Releases statistics. NULL is accepted and ignored. */
 BDL_API void bdl_layer_statistics_free(bdl_layer_statistics *statistics);
 

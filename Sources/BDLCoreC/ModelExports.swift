@@ -184,6 +184,32 @@ public func bdl_model_loss_gradient(
   }
 }
 
+/// The statistics of K vectors per example for a C call (shared by the two entry points).
+private func backwardStatistics(
+  _ m: Sequential, _ X: UnsafePointer<Double>?, _ n: Int64, _ V: UnsafePointer<Double>?, _ k: Int64
+) throws(BDLError) -> [Sequential.LayerStatistics] {
+  let x = try batch(X, n, m)
+  let vectors = try Arguments.size(k, "k")
+  let total = try Arguments.product([x.count, vectors, m.outputCount], "n·K·C")
+  let v = try Tensor(shape: [x.count, vectors, m.outputCount], elements: Arguments.array(V, count: total, "V"))
+  try m.validateInput(x)
+  return try m.backward(m.forwardPass(x), vectors: v)
+}
+
+@c @implementation
+public func bdl_model_per_example_gradients(
+  _ model: OpaquePointer!, _ X: UnsafePointer<Double>!, _ n: Int64, _ V: UnsafePointer<Double>!,
+  _ k: Int64, _ outGradients: UnsafeMutablePointer<Double>!, _ capacity: Int64
+) -> bdl_status {
+  exported { () throws(BDLError) in
+    let m = try modelHandle(model).model
+    let rows = try Arguments.product([Arguments.size(n, "n"), Arguments.size(k, "k"), m.parameterCount], "n·K·P")
+    try Arguments.requireAllocatable(rows, "per-example gradients")
+    let out = try Arguments.output(outGradients, capacity: capacity, needed: rows, "out_gradients")
+    out.write(try m.perExampleGradients(backwardStatistics(m, X, n, V, k)).elements)
+  }
+}
+
 @c @implementation
 public func bdl_model_backward_vectors(
   _ model: OpaquePointer!, _ X: UnsafePointer<Double>!, _ n: Int64, _ V: UnsafePointer<Double>!,
@@ -192,12 +218,7 @@ public func bdl_model_backward_vectors(
   exported { () throws(BDLError) in
     let out = try Arguments.output(outStatistics, "out_statistics")
     let m = try modelHandle(model).model
-    let x = try batch(X, n, m)
-    let vectors = try Arguments.size(k, "k")
-    let total = try Arguments.product([x.count, vectors, m.outputCount], "n·K·C")
-    let v = try Tensor(shape: [x.count, vectors, m.outputCount], elements: Arguments.array(V, count: total, "V"))
-    try m.validateInput(x)
-    let statistics = try m.backward(m.forwardPass(x), vectors: v)
+    let statistics = try backwardStatistics(m, X, n, V, k)
     out.pointee = Handles.make(StatisticsHandle(statistics), kind: .layerStatistics)
   }
 }

@@ -93,6 +93,16 @@ int main(void) {
   CHECK_STATUS(bdl_layer_statistics_get(stats, 2, a, 4, g, 4), BDL_INVALID_ARGUMENT, "index = 2");
   bdl_layer_statistics_free(stats);
 
+  /* Per-example gradients: row i·K + k is J(x_i)ᵀ V_{i,k} (K = 1 here). */
+  double rows[2 * P];
+  CHECK_STATUS(bdl_model_per_example_gradients(model, X, 2, V, 1, rows, 2 * P), BDL_OK, "");
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < P; ++j) {
+      double jv = V[i * 2] * J[(i * 2) * P + j] + V[i * 2 + 1] * J[(i * 2 + 1) * P + j];
+      CHECK(fabs(rows[i * P + j] - jv) < 1e-13, "per-example gradient [%d, %d]: %g vs %g", i, j, rows[i * P + j], jv);
+    }
+  CHECK_STATUS(bdl_model_per_example_gradients(model, X, 2, V, 1, rows, 2 * P - 1), BDL_SHAPE_MISMATCH, "out_gradients");
+
   /* Training: progress per epoch, early stop, reproducibility. */
   bdl_train_params params;
   CHECK_STATUS(bdl_train_params_init(&params), BDL_OK, "");

@@ -442,6 +442,11 @@ _declare(
 #                                       bdl_layer_statistics **out_statistics);
 _declare("bdl_model_backward_vectors", bdl_status, [_handle, _dptr, c_int64, _dptr, c_int64, POINTER(_handle)])
 
+# bdl_status bdl_model_per_example_gradients(const bdl_model *model, const double *X, int64_t n,
+#                                            const double *V, int64_t k, double *out_gradients,
+#                                            int64_t capacity)
+_declare("bdl_model_per_example_gradients", bdl_status, [_handle, _dptr, c_int64, _dptr, c_int64, _dptr, c_int64])
+
 # void bdl_layer_statistics_free(bdl_layer_statistics *statistics);
 _declare("bdl_layer_statistics_free", None, [_handle])
 

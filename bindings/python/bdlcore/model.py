@@ -625,6 +625,25 @@ class Sequential:
             )
         return loss.value, gradient
 
+    def per_example_gradients(self, X, V) -> np.ndarray:
+        r"""G[n, k, :] = ∂⟨f(x_n), V[n, k]⟩/∂θ, shape (N, K, P).
+
+        Contracted layer by layer from :meth:`backward_vectors`' a and g (weight Σ_r g aᵀ, bias
+        Σ_r g), never forming a Jacobian. With V[n, 0] the loss gradient ∂ℓ/∂f at the label
+        (softmax(f) − e_y for classification) these are the per-example loss gradients that
+        influence functions and the empirical Fisher use. N·K·P doubles.
+
+        Raises as :meth:`backward_vectors`.
+        """
+        X, n = self._inputs(X)
+        V = np.ascontiguousarray(V, dtype=np.float64)
+        if V.ndim != 3 or V.shape[0] != n or V.shape[2] != self._C:
+            raise ShapeMismatchError(f"V: expected shape (N, K, C) = ({n}, K, {self._C}), got shape {V.shape}")
+        out = np.empty((n, V.shape[1], self._P), dtype=np.float64)
+        with self._use() as handle:
+            _check(_lib.lib.bdl_model_per_example_gradients(handle, _ptr(X), n, _ptr(V), V.shape[1], _ptr(out), out.size))
+        return out
+
     def backward_vectors(self, X, V) -> List[Tuple[int, np.ndarray, np.ndarray]]:
         r"""Per-layer inputs and output gradients for K output vectors per example.
 

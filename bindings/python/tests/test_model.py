@@ -189,6 +189,16 @@ def test_backward_vectors_match_layer_statistics(fixture, net):
     assert_close(per_example_gradients(net, statistics), fixture["vjp"], "vjp rebuilt from (a, g)")
 
 
+def test_per_example_gradients_match_pytorch(fixture, net):
+    """The library's own contraction of (a, g) equals PyTorch's per-example vector-Jacobian products."""
+    assert_close(net.per_example_gradients(fixture["X"], fixture["V"]), fixture["vjp"], "per-example gradients")
+
+
+def test_per_example_gradients_reject_bad_vectors(net, fixture):
+    with pytest.raises(bdlcore.ShapeMismatchError):
+        net.per_example_gradients(fixture["X"], fixture["V"][:, :, :-1])
+
+
 def test_ggn_from_backward_vectors(fixture, net):
     V = hessian_square_root_vectors(fixture)
     gradients = per_example_gradients(net, net.backward_vectors(fixture["X"], V))
