@@ -20,3 +20,13 @@ try:
 except bdlcore.NotPositiveDefiniteError as error:
     print("rejected:", error)
 print(bdlcore.blas_info().core)
+
+# A network in PyTorch's parameter layout, trained on the shipped digits.
+X_train, y_train, X_test, y_test = bdlcore.datasets.load_digits()
+with bdlcore.Sequential([bdlcore.Linear(64, 128), bdlcore.ReLU(), bdlcore.Linear(128, 10)], seed=0) as net:
+    net.fit(X_train / 16, y_train, epochs=30, lr=3e-3, schedule="cosine", prior_precision=1e-4, progress=False)
+    accuracy = (net(X_test / 16).argmax(axis=1) == y_test).mean()
+    print(f"test accuracy {accuracy:.3f} with {net.num_parameters} parameters")
+    # Per-layer inputs a (N, R, d_in) and output-gradients g (N, K, R, d_out): K-FAC's raw material.
+    for layer, a, g in net.backward_vectors(X_test[:5] / 16, np.ones((5, 1, 10))):
+        print(f"layer {layer}: a {a.shape}, g {g.shape}")

@@ -16,7 +16,21 @@ let model = try BayesianLinearRegression(inputs: x, targets: y)
 let (posterior, _) = try model.optimizeHyperparameters()
 print("evidence-optimal δ = \(posterior.priorPrecision), σ = \(posterior.sigma), log evidence = \(posterior.logMarginalLikelihood)")
 
+// A network in PyTorch's parameter layout: XOR-like labels from two inputs.
+var network = try Sequential([Linear(2, 16), Activation.tanh, Linear(16, 2)], inputShape: [2], seed: 0)
+var random = RandomSource(seed: 1)
+let points = (0..<200).map { _ in [2 * random.uniform() - 1, 2 * random.uniform() - 1] }
+let inputs = try Tensor(shape: [200, 2], elements: points.flatMap { $0 })
+let labels = points.map { $0[0] * $0[1] > 0 ? 1 : 0 }
+var options = TrainingOptions()
+options.learningRate = 0.01
+options.epochs = 200
+let history = try network.train(
+  inputs: inputs, targets: .classes(labels), likelihood: CategoricalLikelihood(), options: options)
+print("mean NLL after \(history.count) epochs: \(history.last!.meanNegativeLogLikelihood)")
+
 // Checks that the quickstart still computes what the README says it does.
 precondition(abs(logdet - 5.184716) < 1e-6, "log det changed: \(logdet)")
 precondition(posterior.gradientNorm < 1e-8, "not stationary")
+precondition(history.last!.meanNegativeLogLikelihood < 0.2, "the network did not learn")
 print("quickstart: 1 passed, 0 failed")
