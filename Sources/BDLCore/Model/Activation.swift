@@ -61,10 +61,31 @@ public struct Activation: Layer {
     }
   }
 
+  /// target[i] = f(source[i]) with the function chosen once, outside the loop.
+  @inline(__always)
+  private func apply(
+    _ f: (Double) -> Double, _ source: UnsafePointer<Double>, _ target: UnsafeMutablePointer<Double>, _ count: Int
+  ) {
+    for i in 0..<count { target[i] = f(source[i]) }
+  }
+
+  /// Elementwise `value` (or `derivative`) over a buffer, dispatching on the function once.
+  private func map(derivative: Bool, _ source: UnsafePointer<Double>, _ target: UnsafeMutablePointer<Double>, _ count: Int) {
+    switch (function, derivative) {
+    case (.relu, false): apply({ $0 > 0 ? $0 : 0 }, source, target, count)
+    case (.relu, true): apply({ $0 > 0 ? 1 : 0 }, source, target, count)
+    case (.identity, false): apply({ $0 }, source, target, count)
+    case (.identity, true): apply({ _ in 1 }, source, target, count)
+    case (_, false): apply(value, source, target, count)
+    case (_, true): apply(self.derivative, source, target, count)
+    }
+  }
+
   public func forward(_ x: Tensor, parameters: UnsafeBufferPointer<Double>) throws(BDLError) -> (output: Tensor, cache: Tensor) {
-    var y = x
-    y.elements.withUnsafeMutableBufferPointer { p in
-      for i in p.indices { p[i] = value(p[i]) }
+    let y = try Tensor(shape: x.shape) { target throws(BDLError) in
+      x.elements.withUnsafeBufferPointer { source in
+        map(derivative: false, source.baseAddress!, target.baseAddress!, source.count)
+      }
     }
     return (y, x)
   }
@@ -79,8 +100,8 @@ public struct Activation: Layer {
       slope.withUnsafeMutableBufferPointer { sp in
         dx.elements.withUnsafeMutableBufferPointer { dp in
           for example in 0..<n {
-            let x = xp.baseAddress! + example * size, f = sp.baseAddress!
-            for i in 0..<size { f[i] = derivative(x[i]) }
+            let f = sp.baseAddress!
+            map(derivative: true, xp.baseAddress! + example * size, f, size)
             for vector in 0..<k {
               let d = dp.baseAddress! + (example * k + vector) * size
               for i in 0..<size { d[i] *= f[i] }

@@ -97,7 +97,8 @@ public struct Conv2d: LinearMapLayer {
   public func forward(_ x: Tensor, parameters: UnsafeBufferPointer<Double>) throws(BDLError) -> (output: Tensor, cache: Tensor) {
     let n = x.count, g = geometry(x.shape.dropFirst())
     let patch = inputDimension, rows = n * g.positions
-    var cols = Tensor(shape: [n, g.positions, patch])
+    // Zero only where padding taps leave entries unwritten; otherwise im2col writes every entry.
+    var cols = padding > 0 ? Tensor(shape: [n, g.positions, patch]) : try Tensor(shape: [n, g.positions, patch]) { _ throws(BDLError) in }
     let imageSize = x.exampleSize
     x.elements.withUnsafeBufferPointer { xp in
       cols.elements.withUnsafeMutableBufferPointer { cp in
@@ -120,7 +121,7 @@ public struct Conv2d: LinearMapLayer {
     // each (c, n) run of R outputs is copied to its NCHW place, plus the bias.
     var y = Tensor(shape: [n, outChannels, g.outHeight, g.outWidth])
     if rows == 0 { return (y, cols) }
-    var channelMajor = [Double](repeating: 0, count: outChannels * rows)
+    var channelMajor = [Double](unsafeUninitializedCapacity: outChannels * rows) { _, n in n = outChannels * rows }  // gemm overwrites it (β = 0)
     try cols.elements.withUnsafeBufferPointer { cp throws(BDLError) in
       try channelMajor.withUnsafeMutableBufferPointer { op throws(BDLError) in
         try BLAS.gemm(
@@ -181,8 +182,9 @@ public struct Conv2d: LinearMapLayer {
     var dx = Tensor(shape: [n, k] + inputShape)
     if blocks * positions == 0 { return dx }
     let chunk = max(1, min(blocks, (1 << 19) / max(positions * max(patch, outChannels), 1)))
-    var gathered = [Double](repeating: 0, count: outChannels * chunk * positions)
-    var patches = [Double](repeating: 0, count: patch * chunk * positions)
+    // Both fully overwritten before being read (copies, then gemm with β = 0).
+    var gathered = [Double](unsafeUninitializedCapacity: outChannels * chunk * positions) { _, n in n = outChannels * chunk * positions }
+    var patches = [Double](unsafeUninitializedCapacity: patch * chunk * positions) { _, n in n = patch * chunk * positions }
     let imageSize = inputShape.reduce(1, *)
     try g.elements.withUnsafeBufferPointer { gp throws(BDLError) in
       try gathered.withUnsafeMutableBufferPointer { gb throws(BDLError) in

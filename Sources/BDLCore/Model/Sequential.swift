@@ -154,12 +154,19 @@ public struct Sequential: Sendable {
       let (n, k, r) = (s.outputGradients.shape[0], s.outputGradients.shape[1], s.outputGradients.shape[2])
       let dOut = s.outputGradients.shape[3], dIn = s.inputs.shape[2]
       // a does not depend on k: sum the K output-gradients first, then dW = Σ_{n,r} ĝ aᵀ.
-      var summed = [Double](repeating: 0, count: n * r * dOut)
-      for example in 0..<n {
-        for vector in 0..<k {
-          let source = (example * k + vector) * r * dOut, target = example * r * dOut
-          for i in 0..<(r * dOut) { summed[target + i] += s.outputGradients.elements[source + i] }
+      let summed = k == 1 ? s.outputGradients.elements : [Double](unsafeUninitializedCapacity: n * r * dOut) { out, initialized in
+        s.outputGradients.elements.withUnsafeBufferPointer { gp in
+          let block = r * dOut
+          for example in 0..<n {
+            let target = out.baseAddress! + example * block
+            target.update(from: gp.baseAddress! + example * k * block, count: block)
+            for vector in 1..<k {
+              let source = gp.baseAddress! + (example * k + vector) * block
+              for i in 0..<block { target[i] += source[i] }
+            }
+          }
         }
+        initialized = n * r * dOut
       }
       let offset = parameterOffsets[s.layerIndex]
       try summed.withUnsafeBufferPointer { gp throws(BDLError) in
@@ -171,8 +178,10 @@ public struct Sequential: Sendable {
               c: out.baseAddress! + offset, ldc: dIn)
             if s.hasBias {
               let bias = out.baseAddress! + offset + dOut * dIn
-              for row in 0..<(n * r) {
-                for i in 0..<dOut { bias[i] += gp[row * dOut + i] }
+              var row = gp.baseAddress!
+              for _ in 0..<(n * r) {
+                for i in 0..<dOut { bias[i] += row[i] }
+                row += dOut
               }
             }
           }

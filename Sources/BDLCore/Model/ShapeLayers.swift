@@ -51,12 +51,16 @@ public struct AvgPool2d: Layer {
         for plane in 0..<planes {
           let source = xp.baseAddress! + plane * h * w, target = yp.baseAddress! + plane * oh * ow
           for i in 0..<oh {
+            let out = target + i * ow
             for a in 0..<k {
-              let row = source + (i * k + a) * w
+              var read = source + (i * k + a) * w
               for j in 0..<ow {
                 var sum = 0.0
-                for b in 0..<k { sum += row[j * k + b] }
-                target[i * ow + j] += scale * sum
+                for _ in 0..<k {
+                  sum += read.pointee
+                  read += 1
+                }
+                out[j] += scale * sum
               }
             }
           }

@@ -99,18 +99,25 @@ extension Sequential {
         let rate = options.schedule == .cosine
           ? options.learningRate * 0.5 * (1 + cos(Double.pi * Double(step - 1) / Double(totalSteps)))
           : options.learningRate
-        switch options.optimizer {
-        case .sgd(let momentum):
-          for i in 0..<p {
-            first[i] = step == 1 ? g[i] : momentum * first[i] + g[i]
-            parameters[i] -= rate * first[i]
-          }
-        case .adam(let b1, let b2, let eps):
-          let c1 = 1 - pow(b1, Double(step)), c2 = 1 - pow(b2, Double(step))
-          for i in 0..<p {
-            first[i] = b1 * first[i] + (1 - b1) * g[i]
-            second[i] = b2 * second[i] + (1 - b2) * g[i] * g[i]
-            parameters[i] -= rate * (first[i] / c1) / ((second[i] / c2).squareRoot() + eps)
+        let isFirstStep = step == 1
+        parameters.withUnsafeMutableBufferPointer { theta in
+          first.withUnsafeMutableBufferPointer { m in
+            second.withUnsafeMutableBufferPointer { v in
+              switch options.optimizer {
+              case .sgd(let momentum):
+                for i in 0..<p {
+                  m[i] = isFirstStep ? g[i] : momentum * m[i] + g[i]
+                  theta[i] -= rate * m[i]
+                }
+              case .adam(let b1, let b2, let eps):
+                let c1 = 1 - pow(b1, Double(step)), c2 = 1 - pow(b2, Double(step))
+                for i in 0..<p {
+                  m[i] = b1 * m[i] + (1 - b1) * g[i]
+                  v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+                  theta[i] -= rate * (m[i] / c1) / ((v[i] / c2).squareRoot() + eps)
+                }
+              }
+            }
           }
         }
         guard parameters.allSatisfy(\.isFinite) else {
