@@ -29,15 +29,9 @@ enum Arguments {
     return result
   }
 
-  /// Refuses an allocation of `count` doubles larger than the machine's physical memory: the
-  /// allocator would otherwise abort the host process.
+  /// See `Validation.requireAllocatable`.
   static func requireAllocatable(_ count: Int, _ what: String) throws(BDLError) {
-    let (bytes, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<Double>.stride)
-    let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
-    let physical = pages > 0 && pageSize > 0 ? pages.multipliedReportingOverflow(by: pageSize).partialValue : Int.max
-    if overflow || bytes > physical {
-      throw .outOfMemory("\(what): \(count) doubles exceed this machine's memory")
-    }
+    try Validation.requireAllocatable(count, what)
   }
 
   /// Copies `count` doubles from a caller's array, after checking the pointer.

@@ -204,3 +204,14 @@ struct ModelTests {
     #expect(first.allSatisfy { abs($0) <= 1 / 18.0.squareRoot() } && Set(first).count == 54)
   }
 }
+
+@Suite("Working-memory guard")
+struct WorkingMemoryTests {
+  @Test("a batch whose caches cannot fit is refused before allocating, not a crash")
+  func refusesHugeBatches() throws {
+    let model = try TestNetworks.cnn()
+    #expect(throws: BDLError.self) { try model.requireWorkingMemory(batch: 1 << 40) }
+    #expect(throws: BDLError.self) { try model.requireWorkingMemory(batch: 1_000, vectors: 1 << 40) }
+    try model.requireWorkingMemory(batch: 100, vectors: 3)
+  }
+}

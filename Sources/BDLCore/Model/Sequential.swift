@@ -78,6 +78,25 @@ public struct Sequential: Sendable {
     }
     guard x.count >= 1 else { throw .shapeMismatch("input batch is empty (N = 0)") }
     try Validation.requireFinite(x.elements, "X")
+    try requireWorkingMemory(batch: x.count)
+  }
+
+  /// Refuses a batch whose activations and caches (and, for `vectors` K > 0, the backward
+  /// gradients and statistics) would not fit in memory, before anything is allocated. Estimates:
+  /// forward N·Σ_layers (output + cache), im2col patches counted for convolutions; backward
+  /// N·K·Σ_layers (input + output).
+  public func requireWorkingMemory(batch n: Int, vectors k: Int = 0) throws(BDLError) {
+    let size = { (shape: [Int]) in shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue } }
+    var perExample = 0, perVector = 0
+    for (index, layer) in layers.enumerated() {
+      let input = size(shapes[index]), output = size(shapes[index + 1])
+      let cache = (layer as? Conv2d).map { output / $0.outChannels * $0.inputDimension } ?? input
+      perExample = perExample &+ output &+ cache
+      perVector = perVector &+ input &+ output
+    }
+    let total = n.multipliedReportingOverflow(by: perExample).partialValue
+      .addingReportingOverflow(n.multipliedReportingOverflow(by: k).partialValue.multipliedReportingOverflow(by: perVector).partialValue).partialValue
+    try Validation.requireAllocatable(total, "a batch of \(n) examples\(k > 0 ? " with \(k) output vectors each" : "")")
   }
 
   /// The outputs f(x) for a batch: (N, C).
@@ -127,6 +146,7 @@ public struct Sequential: Sendable {
     }
     try Validation.requireFinite(v.elements, "V")
     let k = v.shape[1]
+    try requireWorkingMemory(batch: pass.batchSize, vectors: k)
     var gradient = v
     var statistics: [LayerStatistics] = []
     try parameters.withUnsafeBufferPointer { p throws(BDLError) in

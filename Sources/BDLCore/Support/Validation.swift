@@ -1,6 +1,12 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Checks shared by the core's public entry points. Each throws a `BDLError` whose message names
 /// the argument, so that a bad value never reaches a `precondition`.
-enum Validation {
+public enum Validation {
   /// Throws `.nonFiniteInput` naming the first NaN/Inf entry of `values`.
   static func requireFinite(_ values: some Collection<Double>, _ name: String) throws(BDLError) {
     var index = 0
@@ -15,6 +21,18 @@ enum Validation {
   /// Throws `.invalidArgument` unless `value` is finite.
   static func requireFinite(_ value: Double, _ name: String) throws(BDLError) {
     guard value.isFinite else { throw .invalidArgument("\(name) = \(value); it must be finite") }
+  }
+
+  /// Refuses to allocate `count` doubles (saturating arithmetic is fine for the estimate) when
+  /// they exceed the machine's physical memory: the allocator would otherwise abort the process
+  /// that embeds bdlcore (a Python interpreter, a C program).
+  public static func requireAllocatable(_ count: Int, _ what: String) throws(BDLError) {
+    let (bytes, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<Double>.stride)
+    let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+    let physical = pages > 0 && pageSize > 0 ? pages.multipliedReportingOverflow(by: pageSize).partialValue : Int.max
+    if overflow || count < 0 || bytes > physical {
+      throw .outOfMemory("\(what): \(count) doubles exceed this machine's memory (\(physical / (1 << 20)) MiB)")
+    }
   }
 
   /// `a · b`, or `.invalidArgument` if the product overflows `Int`.
