@@ -39,6 +39,8 @@ from ctypes import (
 )
 from typing import List, Mapping, Optional, Sequence, Tuple
 
+from ._paths import search_candidates
+
 __all__ = [
     "LibraryNotFoundError",
     "library_candidates",
@@ -73,16 +75,10 @@ def library_candidates(
     ``environ`` defaults to ``os.environ`` and ``package_dir`` to this package's directory; both
     are parameters so that the search can be exercised without touching the real ones.
     """
-    environ = os.environ if environ is None else environ
     package_dir = _PACKAGE_DIR if package_dir is None else package_dir
-    candidates = []
-    override = environ.get(LIBRARY_ENV_VAR, "")
-    if override:
-        candidates.append((LIBRARY_ENV_VAR, os.path.abspath(override)))
-    candidates.append(("package directory", os.path.join(package_dir, LIBRARY_NAME)))
-    repo_build = os.path.join(package_dir, os.pardir, os.pardir, os.pardir, ".build", "release", LIBRARY_NAME)
-    candidates.append(("source tree build", os.path.normpath(repo_build)))
-    return candidates
+    return search_candidates(
+        LIBRARY_ENV_VAR, package_dir, LIBRARY_NAME, os.path.join(".build", "release", LIBRARY_NAME), "source tree build", environ
+    )
 
 
 def load_library(candidates: Sequence[Tuple[str, str]]) -> Tuple[ctypes.CDLL, str]:

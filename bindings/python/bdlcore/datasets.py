@@ -32,6 +32,8 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._paths import search_candidates
+
 __all__ = [
     "DataNotFoundError",
     "data_candidates",
@@ -58,16 +60,8 @@ def data_candidates(
     ``environ`` defaults to ``os.environ`` and ``package_dir`` to this package's directory; both
     are parameters so that the search can be exercised without touching the real ones.
     """
-    environ = os.environ if environ is None else environ
     package_dir = _PACKAGE_DIR if package_dir is None else package_dir
-    candidates = []
-    override = environ.get(DATA_ENV_VAR, "")
-    if override:
-        candidates.append((DATA_ENV_VAR, os.path.abspath(override)))
-    candidates.append(("package directory", os.path.join(package_dir, "data")))
-    repo_data = os.path.join(package_dir, os.pardir, os.pardir, os.pardir, "data")
-    candidates.append(("source tree", os.path.normpath(repo_data)))
-    return candidates
+    return search_candidates(DATA_ENV_VAR, package_dir, "data", "data", "source tree", environ)
 
 
 def find_data_file(filename: str, candidates: Optional[Sequence[Tuple[str, str]]] = None) -> str:

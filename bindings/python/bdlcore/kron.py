@@ -21,15 +21,14 @@ d_ij > 0, so a rank-deficient factor needs delta > 0. Shapes are checked here an
 
 from __future__ import annotations
 
-import threading
-import weakref
 from ctypes import byref, c_double, c_int64, c_void_p
 from typing import Tuple
 
 import numpy as np
 
 from . import _lib
-from ._errors import ShapeMismatchError, WrongStateError, _check
+from ._errors import ShapeMismatchError, _check
+from ._handle import _OwnedHandle
 
 __all__ = ["kron_logdet", "kron_solve", "kron_diagonal", "KronFactor"]
 
@@ -152,7 +151,7 @@ def kron_diagonal(B, A, scale: float = 1.0, delta: float = 0.0, exponent: float 
     return out
 
 
-class KronFactor:
+class KronFactor(_OwnedHandle):
     r"""A Kronecker pair B ⊗ A eigendecomposed once, for many (scale, delta, exponent).
 
     Owns one ``bdl_kron_factor`` handle holding the eigenvectors of B and A
@@ -177,50 +176,25 @@ class KronFactor:
         UnsupportedError: OpenBLAS/LAPACKE could not be loaded.
     """
 
+    _owner_name = "KronFactor"
+
     def __init__(self, B, A):
-        self._handle = None
-        self._lock = threading.Lock()
+        super().__init__()
         B = _square(B, "B")
         A = _square(A, "A")
         handle = c_void_p()
         _check(_lib.lib.bdl_kron_factor_create(_ptr(B), B.shape[0], _ptr(A), A.shape[0], byref(handle)))
-        self._handle = handle.value
-        self._finalizer = weakref.finalize(self, _lib.lib.bdl_kron_factor_free, handle.value)
+        self._adopt(handle.value, _lib.lib.bdl_kron_factor_free)
         nb, na = c_int64(), c_int64()
         _check(_lib.lib.bdl_kron_factor_shape(self._handle, byref(nb), byref(na)))
         self._shape = (nb.value, na.value)
 
-    # -- lifetime -------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Releases the handle. Idempotent; later method calls raise WrongStateError."""
-        with self._lock:
-            if self._handle is not None:
-                self._handle = None
-                self._finalizer()
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._handle is None
-
-    def __enter__(self) -> "KronFactor":
-        self._live()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    # -- lifetime (close, closed and the with block come from _OwnedHandle) ---------------------
 
     def __repr__(self) -> str:
         if self._handle is None:
             return "<KronFactor (closed)>"
         return f"<KronFactor nb={self._shape[0]} na={self._shape[1]}>"
-
-    def _live(self) -> int:
-        handle = self._handle
-        if handle is None:
-            raise WrongStateError("KronFactor is closed; create a new one")
-        return handle
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -236,8 +210,8 @@ class KronFactor:
         nb, na = self._shape
         beta = np.empty(nb, dtype=np.float64)
         alpha = np.empty(na, dtype=np.float64)
-        with self._lock:
-            _check(_lib.lib.bdl_kron_factor_eigenvalues(self._live(), _ptr(beta), nb, _ptr(alpha), na))
+        with self._use() as handle:
+            _check(_lib.lib.bdl_kron_factor_eigenvalues(handle, _ptr(beta), nb, _ptr(alpha), na))
         return beta, alpha
 
     def logdet(self, scale: float = 1.0, delta: float = 0.0) -> float:
@@ -248,8 +222,8 @@ class KronFactor:
             InvalidArgumentError: scale < 0 or non-finite scale/delta.
         """
         out = c_double()
-        with self._lock:
-            _check(_lib.lib.bdl_kron_factor_logdet(self._live(), float(scale), float(delta), byref(out)))
+        with self._use() as handle:
+            _check(_lib.lib.bdl_kron_factor_logdet(handle, float(scale), float(delta), byref(out)))
         return out.value
 
     def apply_power(self, X, exponent: float, scale: float = 1.0, delta: float = 0.0) -> np.ndarray:
@@ -277,10 +251,10 @@ class KronFactor:
         nb, na = self._shape
         X, k = _right_hand_sides(X, nb, na)
         Y = np.empty_like(X)
-        with self._lock:
+        with self._use() as handle:
             _check(
                 _lib.lib.bdl_kron_factor_apply_power(
-                    self._live(), float(scale), float(delta), float(exponent), _ptr(X), k, _ptr(Y), Y.size
+                    handle, float(scale), float(delta), float(exponent), _ptr(X), k, _ptr(Y), Y.size
                 )
             )
         return Y
@@ -297,10 +271,10 @@ class KronFactor:
         """
         nb, na = self._shape
         out = np.empty((nb, na), dtype=np.float64)
-        with self._lock:
+        with self._use() as handle:
             _check(
                 _lib.lib.bdl_kron_factor_diagonal(
-                    self._live(), float(scale), float(delta), float(exponent), _ptr(out), out.size
+                    handle, float(scale), float(delta), float(exponent), _ptr(out), out.size
                 )
             )
         return out

@@ -36,15 +36,13 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import math
 import operator
 import sys
 import threading
-import weakref
 from ctypes import byref, c_double, c_int32, c_int64, c_void_p
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -58,6 +56,7 @@ from ._errors import (
     error_for_status,
 )
 from ._errors import _check
+from ._handle import _OwnedHandle
 
 __all__ = [
     "Linear",
@@ -358,7 +357,7 @@ def _progress_reporter(progress) -> Tuple[Optional[Callable[[Dict[str, Any]], An
 # ---------------------------------------------------------------------------------------------
 
 
-class Sequential:
+class Sequential(_OwnedHandle):
     r"""A sequential network owned by the library, in PyTorch's parameter layout.
 
     θ (length P) is the concatenation, layer by layer, of each Linear/Conv2d layer's weight then
@@ -391,9 +390,10 @@ class Sequential:
         TypeError: an entry of ``layers`` is not a bdlcore layer.
     """
 
+    _owner_name = "Sequential"
+
     def __init__(self, layers: Sequence[_Layer], input_shape: Optional[Sequence[int]] = None, seed: int = 0):
-        self._handle = None
-        self._lock = threading.Lock()
+        super().__init__()
         self._training_thread: Optional[int] = None
         if isinstance(layers, _Layer):
             raise TypeError("layers: expected a sequence of layers, e.g. [Linear(4, 8), ReLU(), Linear(8, 2)], got a single layer")
@@ -420,8 +420,7 @@ class Sequential:
         shape = (c_int64 * len(input_shape))(*input_shape)
         handle = c_void_p()
         _check(_lib.lib.bdl_model_create(specs, len(layers), shape, len(input_shape), seed, byref(handle)))
-        self._handle = handle.value
-        self._finalizer = weakref.finalize(self, _lib.lib.bdl_model_free, handle.value)
+        self._adopt(handle.value, _lib.lib.bdl_model_free)
         self._layers = layers
         self._input_shape = input_shape
 
@@ -435,27 +434,7 @@ class Sequential:
                 f"(expected {math.prod(input_shape)})"
             )
 
-    # -- lifetime -------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Releases the handle. Idempotent; later method calls raise WrongStateError."""
-        self._not_in_callback()
-        with self._lock:
-            if self._handle is not None:
-                self._handle = None
-                self._finalizer()
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._handle is None
-
-    def __enter__(self) -> "Sequential":
-        self._live()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    # -- lifetime (close, closed and the with block come from _OwnedHandle) ---------------------
 
     def __repr__(self) -> str:
         lines = ["Sequential("] + [f"  ({i}): {layer!r}" for i, layer in enumerate(self._layers)] + [")"]
@@ -463,24 +442,15 @@ class Sequential:
             lines[-1] = ")  (closed)"
         return "\n".join(lines)
 
-    def _live(self) -> int:
-        handle = self._handle
-        if handle is None:
-            raise WrongStateError("Sequential is closed; create a new one")
-        return handle
+    def _guard(self) -> None:
+        """close() and every call through _use() are refused from inside fit's progress callback."""
+        self._not_in_callback()
 
     def _not_in_callback(self) -> None:
         if self._training_thread is not None and self._training_thread == threading.get_ident():
             raise WrongStateError(
                 "Sequential: the model is being trained by fit(); it cannot be used from inside the progress callback"
             )
-
-    @contextlib.contextmanager
-    def _use(self) -> Iterator[int]:
-        """Holds the lock and yields the live handle."""
-        self._not_in_callback()
-        with self._lock:
-            yield self._live()
 
     # -- description ----------------------------------------------------------------------------
 
