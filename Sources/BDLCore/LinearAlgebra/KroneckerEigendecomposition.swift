@@ -28,6 +28,12 @@ public struct KroneckerEigendecomposition: Sendable {
     self.a = try .positiveSemidefinite(a, name: "A")
   }
 
+  /// From decompositions already made (e.g. a K-FAC bias block B ⊗ [1] reusing the weight's B).
+  public init(b: SymmetricEigendecomposition, a: SymmetricEigendecomposition) {
+    self.b = b
+    self.a = a
+  }
+
   /// nb, the order of B.
   public var outputOrder: Int { b.eigenvalues.count }
   /// na, the order of A.

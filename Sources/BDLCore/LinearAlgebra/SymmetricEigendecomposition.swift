@@ -48,6 +48,9 @@ public struct SymmetricEigendecomposition: Sendable {
     self.eigenvectors = a.transposed  // syevd leaves Qᵀ in row-major memory
   }
 
+  /// The 1 × 1 identity's decomposition (λ = 1, Q = [1]): the input factor of a bias block.
+  public static let unit = SymmetricEigendecomposition(eigenvalues: [1], eigenvectors: Matrix.identity(1))
+
   private init(eigenvalues: [Double], eigenvectors: Matrix) {
     self.eigenvalues = eigenvalues
     self.eigenvectors = eigenvectors

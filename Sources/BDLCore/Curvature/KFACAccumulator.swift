@@ -1,0 +1,136 @@
+/// How K-FAC treats a layer applied at R positions per example (sequences, conv patches);
+/// Eschenhagen et al. (2023), "Kronecker-Factored Approximate Curvature for Modern Neural
+/// Network Architectures".
+public enum KFACApproximation: String, Sendable, Equatable {
+  /// Every position is a separate example: A = (1/(N·R)) Σ_{n,r} a aᵀ, B = Σ_{n,k,r} g gᵀ.
+  /// Exact for deep linear networks when the loss sees every position.
+  case expand
+  /// Positions are pooled first: â_n = (1/R) Σ_r a_{n,r}, ĝ_{n,k} = Σ_r g_{n,k,r},
+  /// A = (1/N) Σ_n â âᵀ, B = Σ_{n,k} ĝ ĝᵀ. Exact for deep linear networks when positions are
+  /// averaged before the loss, and R times cheaper.
+  case reduce
+}
+
+/// Running sums behind the K-FAC factors of one layer computing y_r = W·a_r + b.
+///
+/// Statistics are sums, so accumulators over disjoint data merge by addition (A as a
+/// count-weighted mean): `merged(with:)` of two equals one accumulator over the union.
+public struct KFACLayerAccumulator: Sendable, Equatable {
+  /// d_in and d_out.
+  public let inputDimension: Int
+  public let outputDimension: Int
+  public let hasBias: Bool
+  public let approximation: KFACApproximation
+  /// Σ a aᵀ over the rows counted in `inputRows` (positions for expand, examples for reduce).
+  public private(set) var inputSum: Matrix
+  /// Σ g gᵀ — B itself (a sum, DESIGN.md §4).
+  public private(set) var outputGradientSum: Matrix
+  /// Rows behind `inputSum`: N·R for expand, N for reduce.
+  public private(set) var inputRows: Int = 0
+  /// Examples seen.
+  public private(set) var examples: Int = 0
+
+  public init(inputDimension: Int, outputDimension: Int, hasBias: Bool, approximation: KFACApproximation) throws(BDLError) {
+    guard inputDimension >= 1, outputDimension >= 1 else {
+      throw .invalidArgument("K-FAC layer: d_in = \(inputDimension) and d_out = \(outputDimension) must be ≥ 1")
+    }
+    _ = try Validation.product(inputDimension, inputDimension, "A size")
+    _ = try Validation.product(outputDimension, outputDimension, "B size")
+    self.inputDimension = inputDimension
+    self.outputDimension = outputDimension
+    self.hasBias = hasBias
+    self.approximation = approximation
+    self.inputSum = Matrix(rows: inputDimension, columns: inputDimension)
+    self.outputGradientSum = Matrix(rows: outputDimension, columns: outputDimension)
+  }
+
+  /// Adds a batch: a (N, R, d_in) and g (N, K, R, d_out), as `Sequential.backward` produces.
+  /// Both factors are updated by one syrk each over the batch's rows.
+  /// - Throws: `.shapeMismatch` for dimensions that disagree with the layer or each other,
+  ///   `.nonFiniteInput`; the accumulator is unchanged on any error.
+  public mutating func add(inputs a: Tensor, outputGradients g: Tensor) throws(BDLError) {
+    guard a.shape.count == 3, g.shape.count == 4 else {
+      throw .shapeMismatch("K-FAC: a must be (N, R, d_in) and g (N, K, R, d_out), got \(Tensor.describe(a.shape)) and \(Tensor.describe(g.shape))")
+    }
+    let (n, r, k) = (a.shape[0], a.shape[1], g.shape[1])
+    guard a.shape[2] == inputDimension, g.shape[3] == outputDimension else {
+      throw .shapeMismatch("K-FAC: a has d_in = \(a.shape[2]) and g d_out = \(g.shape[3]); the layer has \(inputDimension) and \(outputDimension)")
+    }
+    guard g.shape[0] == n, g.shape[2] == r else {
+      throw .shapeMismatch("K-FAC: a covers \(n) examples × \(r) positions, g \(g.shape[0]) × \(g.shape[2])")
+    }
+    try Validation.requireFinite(a.elements, "a")
+    try Validation.requireFinite(g.elements, "g")
+    if n == 0 { return }
+    switch approximation {
+    case .expand:
+      try inputSum.addGram(of: a.elements, rows: n * r, columns: inputDimension)
+      try outputGradientSum.addGram(of: g.elements, rows: n * k * r, columns: outputDimension)
+      inputRows += n * r
+    case .reduce:
+      // â_n = mean over positions, ĝ_{n,k} = sum over positions.
+      var pooledInputs = [Double](repeating: 0, count: n * inputDimension)
+      var pooledGradients = [Double](repeating: 0, count: n * k * outputDimension)
+      let scale = 1 / Double(r)
+      for example in 0..<n {
+        for position in 0..<r {
+          let source = (example * r + position) * inputDimension
+          for i in 0..<inputDimension { pooledInputs[example * inputDimension + i] += scale * a.elements[source + i] }
+        }
+        for vector in 0..<k {
+          let row = example * k + vector
+          for position in 0..<r {
+            let source = (row * r + position) * outputDimension
+            for i in 0..<outputDimension { pooledGradients[row * outputDimension + i] += g.elements[source + i] }
+          }
+        }
+      }
+      try inputSum.addGram(of: pooledInputs, rows: n, columns: inputDimension)
+      try outputGradientSum.addGram(of: pooledGradients, rows: n * k, columns: outputDimension)
+      inputRows += n
+    }
+    examples += n
+  }
+
+  /// The accumulator of the union of this one's data and `other`'s.
+  public func merged(with other: KFACLayerAccumulator) throws(BDLError) -> KFACLayerAccumulator {
+    guard other.inputDimension == inputDimension, other.outputDimension == outputDimension,
+      other.hasBias == hasBias, other.approximation == approximation
+    else {
+      throw .shapeMismatch("K-FAC merge: layers differ (d_in \(inputDimension)/\(other.inputDimension), d_out \(outputDimension)/\(other.outputDimension), bias \(hasBias)/\(other.hasBias), \(approximation)/\(other.approximation))")
+    }
+    var result = self
+    try result.inputSum.add(other.inputSum)
+    try result.outputGradientSum.add(other.outputGradientSum)
+    result.inputRows += other.inputRows
+    result.examples += other.examples
+    return result
+  }
+
+  /// A = Σ a aᵀ / rows (the input factor, a mean).
+  public var inputFactor: Matrix {
+    var a = inputSum
+    if inputRows > 0 { for i in a.elements.indices { a.elements[i] /= Double(inputRows) } }
+    return a
+  }
+
+  /// B = Σ g gᵀ (the output-gradient factor, a sum).
+  public var outputGradientFactor: Matrix { outputGradientSum }
+}
+
+extension Matrix {
+  /// self += XᵀX for X given as `rows` × `columns` row-major entries (dsyrk, lower triangle, then
+  /// mirrored), the BLAS-3 kernel of every K-FAC factor.
+  mutating func addGram(of x: [Double], rows: Int, columns: Int) throws(BDLError) {
+    precondition(self.rows == columns && self.columns == columns && x.count == rows * columns, "internal: Gram shapes")
+    if rows == 0 { return }
+    try x.withUnsafeBufferPointer { xp throws(BDLError) in
+      try elements.withUnsafeMutableBufferPointer { cp throws(BDLError) in
+        try BLAS.syrkLower(
+          transpose: true, n: columns, k: rows, alpha: 1, a: xp.baseAddress!, lda: columns, beta: 1,
+          c: cp.baseAddress!, ldc: columns)
+      }
+    }
+    fillUpperFromLower()
+  }
+}

@@ -1,0 +1,159 @@
+import BDLCore
+import Testing
+
+/// The exact GGN Σ_n J_nᵀ Λ_n J_n from the Jacobian (Λ = diag p − p pᵀ, or I for regression).
+func denseGGN(_ model: Sequential, _ x: Tensor, classification: Bool) throws -> Matrix {
+  let j = try model.jacobian(x)
+  let c = model.outputCount, p = model.parameterCount
+  let outputs = try model.forward(x)
+  let probabilities = CategoricalLikelihood().probabilities(outputs)
+  var g = Matrix(rows: p, columns: p)
+  for n in 0..<x.count {
+    var lambda = Matrix.identity(c)
+    if classification {
+      for a in 0..<c {
+        for b in 0..<c {
+          lambda[a, b] = (a == b ? probabilities.elements[n * c + a] : 0) - probabilities.elements[n * c + a] * probabilities.elements[n * c + b]
+        }
+      }
+    }
+    let jn = try Matrix(rows: c, columns: p, elements: Array(j.elements[(n * c * p)..<((n + 1) * c * p)]))
+    try g.add(jn.multiplied(by: lambda.multiplied(by: jn), transposingSelf: true))
+  }
+  return g
+}
+
+/// The largest |K-FAC − GGN| over the diagonal blocks, relative to the largest GGN entry there.
+func blockError(_ kfac: KFAC, _ ggn: Matrix, layers: Set<Int>? = nil) throws -> Double {
+  let dense = try kfac.dense()
+  var worst = 0.0, scale = 0.0
+  for block in kfac.blocks where layers?.contains(block.layerIndex) ?? true {
+    for i in block.parameters {
+      for j in block.parameters {
+        worst = max(worst, abs(dense[i, j] - ggn[i, j]))
+        scale = max(scale, abs(ggn[i, j]))
+      }
+    }
+  }
+  return worst / max(scale, 1e-300)
+}
+
+@Suite("K-FAC: exact regimes, merging, Monte Carlo, operator algebra")
+struct KFACTests {
+  @Test("equals the GGN's diagonal blocks for a single datum (nonlinear network)", arguments: [0, 1, 3])
+  func singleDatum(index: Int) throws {
+    var model = try TestNetworks.all[index].1()
+    try randomize(&model, seed: 500)
+    let x = randomBatch(model, n: 1, seed: 501)
+    let kfac = try KFAC.fit(model: model, inputs: x, targets: .classes([0]), likelihood: CategoricalLikelihood())
+    // Convolutions and sequences share weights over positions: one datum is exact only for R = 1.
+    let denseLayers = Set(kfac.blocks.filter { block in
+      (model.layers[block.layerIndex] as? Linear).map { _ in model.shapes[block.layerIndex].count == 1 } ?? false
+    }.map(\.layerIndex))
+    #expect(!denseLayers.isEmpty)
+    let error = try blockError(kfac, denseGGN(model, x, classification: true), layers: denseLayers)
+    #expect(error < 1e-12, "\(TestNetworks.all[index].0): relative block error \(error)")
+  }
+
+  @Test("expand is exact for a deep linear network with squared loss, any N")
+  func deepLinear() throws {
+    var model = try Sequential([Linear(4, 5), Linear(5, 3, bias: false), Linear(3, 2)], inputShape: [4], seed: 9)
+    try randomize(&model, seed: 502)
+    let x = randomBatch(model, n: 7, seed: 503)
+    let y = try Tensor(shape: [7, 2], elements: [Double](repeating: 0, count: 14))
+    let kfac = try KFAC.fit(model: model, inputs: x, targets: .values(y), likelihood: GaussianLikelihood(), batchSize: 3)
+    let error = try blockError(kfac, denseGGN(model, x, classification: false))
+    #expect(error < 1e-10, "relative block error \(error)")
+  }
+
+  @Test("reduce is exact when positions are averaged before the loss; expand is not")
+  func reduceSetting() throws {
+    var model = try Sequential([Linear(3, 4), Linear(4, 4), MeanOverSequence(), Linear(4, 2)], inputShape: [5, 3], seed: 3)
+    try randomize(&model, seed: 504)
+    let x = randomBatch(model, n: 6, seed: 505)
+    let y = try Tensor(shape: [6, 2], elements: [Double](repeating: 0, count: 12))
+    let ggn = try denseGGN(model, x, classification: false)
+    let reduce = try KFAC.fit(model: model, inputs: x, targets: .values(y), likelihood: GaussianLikelihood(), approximation: .reduce)
+    let expand = try KFAC.fit(model: model, inputs: x, targets: .values(y), likelihood: GaussianLikelihood(), approximation: .expand)
+    let sequenceLayers: Set<Int> = [0, 1]
+    let reduceError = try blockError(reduce, ggn, layers: sequenceLayers)
+    let expandError = try blockError(expand, ggn, layers: sequenceLayers)
+    #expect(reduceError < 1e-10, "reduce: \(reduceError)")
+    #expect(expandError > 1e-3, "expand should not be exact here: \(expandError)")
+  }
+
+  @Test("merging accumulators over disjoint halves equals one accumulator over all")
+  func merge() throws {
+    var model = try TestNetworks.cnn()
+    try randomize(&model, seed: 506)
+    let x = randomBatch(model, n: 6, seed: 507)
+    let labels = Targets.classes([0, 1, 2, 0, 1, 2])
+    let likelihood = CategoricalLikelihood()
+    for approximation in [KFACApproximation.expand, .reduce] {
+      let all = try KFAC.fit(model: model, inputs: x, targets: labels, likelihood: likelihood, approximation: approximation)
+      let first = try KFAC.fit(model: model, inputs: Tensor(shape: [2] + model.inputShape, elements: Array(x.elements[0..<(2 * x.exampleSize)])), targets: labels.subset(0..<2), likelihood: likelihood, approximation: approximation)
+      let second = try KFAC.fit(model: model, inputs: Tensor(shape: [4] + model.inputShape, elements: Array(x.elements[(2 * x.exampleSize)...])), targets: labels.subset(2..<6), likelihood: likelihood, approximation: approximation)
+      for (i, accumulator) in all.accumulators.enumerated() {
+        let merged = try first.accumulators[i].merged(with: second.accumulators[i])
+        expectClose(merged.inputFactor.elements, accumulator.inputFactor.elements, tolerance: 1e-13, "A of layer \(i)")
+        expectClose(merged.outputGradientFactor.elements, accumulator.outputGradientFactor.elements, tolerance: 1e-13, "B of layer \(i)")
+        #expect(merged.examples == 6)
+      }
+      #expect(throws: BDLError.self) { try first.accumulators[0].merged(with: first.accumulators[1]) }
+    }
+  }
+
+  @Test("Monte-Carlo K-FAC approaches the exact one as samples grow")
+  func monteCarlo() throws {
+    var model = try TestNetworks.mlp()
+    try randomize(&model, seed: 508)
+    let x = randomBatch(model, n: 20, seed: 509)
+    let labels = Targets.classes((0..<20).map { $0 % 3 })
+    let exact = try KFAC.fit(model: model, inputs: x, targets: labels, likelihood: CategoricalLikelihood())
+    func error(_ samples: Int) throws -> Double {
+      let mc = try KFAC.fit(model: model, inputs: x, targets: labels, likelihood: CategoricalLikelihood(), fisher: .monteCarlo(samples: samples, seed: 11))
+      var worst = 0.0
+      for (i, accumulator) in exact.accumulators.enumerated() {
+        let b = accumulator.outputGradientFactor, bmc = mc.accumulators[i].outputGradientFactor
+        let difference = zip(b.elements, bmc.elements).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot()
+        let norm = b.elements.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        worst = max(worst, difference / norm)
+      }
+      return worst
+    }
+    let (few, many) = (try error(2), try error(2000))
+    #expect(many < few, "\(many) vs \(few)")
+    #expect(many < 0.1, "normalised error with 2000 samples: \(many)")
+  }
+
+  @Test("log det, solve and diagonal equal the dense damped matrix's")
+  func operatorAlgebra() throws {
+    var model = try TestNetworks.sequence()
+    try randomize(&model, seed: 510)
+    let x = randomBatch(model, n: 5, seed: 511)
+    let kfac = try KFAC.fit(model: model, inputs: x, targets: .classes([0, 1, 2, 1, 0]), likelihood: CategoricalLikelihood())
+    let (h, δ) = (0.7, 0.3)
+    let dense = try kfac.dense(scale: h, damping: δ)
+    let cholesky = try Cholesky(dense)
+    expectClose(try kfac.logDeterminant(scale: h, damping: δ), cholesky.logDeterminant, tolerance: 1e-10, "log det")
+    var rng = SeededGenerator(seed: 512)
+    let v = rng.vector(model.parameterCount)
+    expectClose(try kfac.applyPower(-1, to: v, scale: h, damping: δ), try cholesky.solve(v), tolerance: 1e-9, "solve")
+    expectClose(try kfac.applyPower(1, to: v, scale: h, damping: δ), try dense.multiplied(by: v), tolerance: 1e-10, "multiply")
+    expectClose(try kfac.diagonal(exponent: -1, scale: h, damping: δ), try cholesky.inverse().diagonalEntries, tolerance: 1e-9, "diag of inverse")
+    expectClose(try kfac.diagonal(scale: h, damping: δ), dense.diagonalEntries, tolerance: 1e-12, "diag")
+  }
+
+  @Test("bad statistics leave the accumulator unchanged")
+  func badStatistics() throws {
+    var accumulator = try KFACLayerAccumulator(inputDimension: 3, outputDimension: 2, hasBias: true, approximation: .expand)
+    let before = accumulator
+    #expect(throws: BDLError.self) { try accumulator.add(inputs: Tensor(shape: [2, 1, 4]), outputGradients: Tensor(shape: [2, 1, 1, 2])) }
+    #expect(throws: BDLError.self) { try accumulator.add(inputs: Tensor(shape: [2, 1, 3]), outputGradients: Tensor(shape: [3, 1, 1, 2])) }
+    var nan = Tensor(shape: [2, 1, 3])
+    nan.elements[1] = .nan
+    #expect(throws: BDLError.self) { try accumulator.add(inputs: nan, outputGradients: Tensor(shape: [2, 1, 1, 2])) }
+    #expect(accumulator == before)
+    #expect(throws: BDLError.self) { try KFACLayerAccumulator(inputDimension: 0, outputDimension: 2, hasBias: true, approximation: .reduce) }
+  }
+}
