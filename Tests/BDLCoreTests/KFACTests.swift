@@ -157,3 +157,66 @@ struct KFACTests {
     #expect(throws: BDLError.self) { try KFACLayerAccumulator(inputDimension: 0, outputDimension: 2, hasBias: true, approximation: .reduce) }
   }
 }
+
+@Suite("EK-FAC, dense and diagonal GGN operators")
+struct CurvatureOperatorTests {
+  /// ‖K-FAC block − GGN block‖_F over the weight blocks (of `layers` only, if given).
+  func frobeniusError(_ op: KFAC, _ ggn: Matrix, layers: Set<Int>? = nil) throws -> Double {
+    let dense = try op.dense()
+    var total = 0.0
+    for block in op.blocks where !block.isBias && (layers?.contains(block.layerIndex) ?? true) {
+      for i in block.parameters { for j in block.parameters { total += (dense[i, j] - ggn[i, j]) * (dense[i, j] - ggn[i, j]) } }
+    }
+    return total.squareRoot()
+  }
+
+  @Test("EK-FAC is exact for one example (layers without weight sharing) and never further from the GGN than K-FAC", arguments: [0, 1, 3])
+  func ekfac(index: Int) throws {
+    var model = try TestNetworks.all[index].1()
+    try randomize(&model, seed: 600)
+    let likelihood = CategoricalLikelihood()
+    let one = randomBatch(model, n: 1, seed: 601)
+    let exact = try KFAC.fitEigenvalueCorrected(model: model, inputs: one, targets: .classes([1]), likelihood: likelihood)
+    #expect(exact.isEigenvalueCorrected)
+    let ggnOne = try DenseGGN.fit(model: model, inputs: one, targets: .classes([1]), likelihood: likelihood).matrix
+    // With R > 1 positions the one-example GGN block Σ_k vec(Σ_r g aᵀ)vec(·)ᵀ is not diagonal in
+    // K-FAC's eigenbasis, so exactness holds for R = 1 layers.
+    let denseLayers = Set(exact.blocks.map(\.layerIndex).filter { model.layers[$0] is Linear && model.shapes[$0].count == 1 })
+    let oneError = try frobeniusError(exact, ggnOne, layers: denseLayers) / ggnOne.elements.reduce(0) { $0 + $1 * $1 }.squareRoot()
+    #expect(oneError < 1e-10, "EK-FAC on one example: relative error \(oneError)")
+    let x = randomBatch(model, n: 6, seed: 602)
+    let labels = Targets.classes([0, 1, 2, 0, 1, 2].map { $0 % model.outputCount })
+    let ggn = try DenseGGN.fit(model: model, inputs: x, targets: labels, likelihood: likelihood).matrix
+    let kfac = try KFAC.fit(model: model, inputs: x, targets: labels, likelihood: likelihood)
+    let ekfac = try KFAC.fitEigenvalueCorrected(model: model, inputs: x, targets: labels, likelihood: likelihood)
+    let (kError, eError) = (try frobeniusError(kfac, ggn), try frobeniusError(ekfac, ggn))
+    #expect(eError <= kError * (1 + 1e-12), "EK-FAC \(eError) vs K-FAC \(kError)")
+  }
+
+  @Test("dense GGN equals Σ Jᵀ Λ J; its diagonal is DiagonalGGN; operators match dense algebra")
+  func denseAndDiagonal() throws {
+    var model = try TestNetworks.cnn()
+    try randomize(&model, seed: 610)
+    let x = randomBatch(model, n: 4, seed: 611)
+    let labels = Targets.classes([0, 2, 1, 1])
+    let likelihood = CategoricalLikelihood()
+    let ggn = try DenseGGN.fit(model: model, inputs: x, targets: labels, likelihood: likelihood, batchSize: 3)
+    let reference = try denseGGN(model, x, classification: true)
+    expectClose(ggn.matrix.elements, reference.elements, tolerance: 1e-12, "dense GGN")
+    let diagonal = try DiagonalGGN.fit(model: model, inputs: x, targets: labels, likelihood: likelihood, batchSize: 3)
+    expectClose(diagonal.values, reference.diagonalEntries, tolerance: 1e-12, "diagonal GGN")
+    expectClose(try diagonal.trace(), reference.diagonalEntries.reduce(0, +), tolerance: 1e-12, "trace")
+    let (h, δ) = (2.0, 0.5)
+    var rng = SeededGenerator(seed: 612)
+    let v = rng.vector(model.parameterCount)
+    let damped = try ggn.dense(scale: h, damping: δ)
+    let cholesky = try Cholesky(damped)
+    expectClose(try ggn.logDeterminant(scale: h, damping: δ), cholesky.logDeterminant, tolerance: 1e-10, "GGN log det")
+    expectClose(try ggn.applyPower(-1, to: v, scale: h, damping: δ), try cholesky.solve(v), tolerance: 1e-8, "GGN solve")
+    expectClose(try ggn.diagonal(exponent: -1, scale: h, damping: δ), try cholesky.inverse().diagonalEntries, tolerance: 1e-8, "GGN inverse diagonal")
+    expectClose(try diagonal.logDeterminant(scale: h, damping: δ), diagonal.values.reduce(0) { $0 + logarithm(h * $1 + δ) }, tolerance: 1e-12, "diag log det")
+    expectClose(try diagonal.applyPower(-1, to: v, scale: h, damping: δ), zip(diagonal.values, v).map { $1 / (h * $0 + δ) }, tolerance: 1e-14, "diag solve")
+    #expect(throws: BDLError.self) { try DiagonalGGN(values: [1, 0]).logDeterminant(scale: 1, damping: 0) }  // singular
+    #expect(throws: BDLError.self) { try DiagonalGGN(values: [1, -1]) }
+  }
+}

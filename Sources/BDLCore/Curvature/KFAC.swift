@@ -45,18 +45,13 @@ public struct KFAC: Sendable {
     self.accumulators = accumulators
   }
 
-  /// K-FAC of `model` on (inputs, targets): a forward pass and a backward of the Fisher source's
-  /// output vectors per batch of `batchSize`, each batch added to the per-layer accumulators.
-  /// Monte-Carlo batches draw from one seeded stream, so the result does not depend on the
-  /// batch size's effect on seeding (it does on which sample each example gets).
+  /// K-FAC of `model` on (inputs, targets): per batch of `batchSize`, a forward pass and a
+  /// backward of the Fisher source's output vectors, added to the per-layer accumulators; then
+  /// the factors are eigendecomposed once.
   public static func fit(
     model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
     fisher: FisherSource = .exact, approximation: KFACApproximation = .expand, batchSize: Int = 256
   ) throws(BDLError) -> KFAC {
-    try model.validateInput(x)
-    guard targets.count == x.count else { throw .shapeMismatch("\(targets.count) targets for \(x.count) examples") }
-    try likelihood.validate(targets, outputs: Tensor(shape: [x.count, model.outputCount]))
-    guard batchSize >= 1 else { throw .invalidArgument("batch_size = \(batchSize); it must be ≥ 1") }
     let linearLayers = model.layers.indices.filter { model.layers[$0] is any LinearMapLayer }
     var accumulators: [KFACLayerAccumulator] = []
     for index in linearLayers {
@@ -65,25 +60,46 @@ public struct KFAC: Sendable {
         inputDimension: layer.inputDimension, outputDimension: layer.outputDimension,
         hasBias: layer.hasBias, approximation: approximation))
     }
-    var batchSeed = UInt64(0)
-    if case .monteCarlo(_, let seed) = fisher { batchSeed = seed }
-    let size = x.exampleSize
-    for start in stride(from: 0, to: x.count, by: batchSize) {
-      let indices = start..<min(start + batchSize, x.count)
-      let xb = try Tensor(shape: [indices.count] + model.inputShape, elements: Array(x.elements[(start * size)..<(indices.upperBound * size)]))
-      let pass = try model.forwardPass(xb)
-      var source = fisher
-      if case .monteCarlo(let samples, _) = fisher {
-        source = .monteCarlo(samples: samples, seed: batchSeed)
-        batchSeed = batchSeed &+ 0x9E37_79B9_7F4A_7C15  // the next batch's stream
-      }
-      let v = try source.outputVectors(pass.output, targets.subset(indices), likelihood: likelihood)
-      for (i, s) in try model.backward(pass, vectors: v).enumerated() {
+    try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize) { statistics throws(BDLError) in
+      for (i, s) in statistics.enumerated() {
         try accumulators[i].add(inputs: s.inputs, outputGradients: s.outputGradients)
       }
     }
     return try KFAC(accumulators: accumulators, layerIndices: linearLayers, offsets: linearLayers.map { model.parameterOffsets[$0] }, parameterCount: model.parameterCount)
   }
+
+  /// EK-FAC (George et al. 2018): K-FAC's eigenbases Q_B ⊗ Q_A, with the eigenvalues refit in a
+  /// second pass over the data to the per-example gradients' second moments in that basis:
+  ///   Λ_ij = Σ_n Σ_k ((Q_Bᵀ ∇W_{n,k} Q_A)_ij)²,  ∇W_{n,k} = Σ_r g_{n,k,r} a_{n,r}ᵀ,
+  /// and for a bias Λ_i = Σ_n Σ_k ((Q_Bᵀ Σ_r g_{n,k,r})_i)² (curvlinops' rule). Among all matrices
+  /// diagonal in K-FAC's eigenbasis it is the closest to the Fisher/GGN in Frobenius norm, so it
+  /// is never further than K-FAC; it is exact for one example.
+  public static func fitEigenvalueCorrected(
+    model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
+    fisher: FisherSource = .exact, approximation: KFACApproximation = .expand, batchSize: Int = 256
+  ) throws(BDLError) -> KFAC {
+    let kfac = try fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, approximation: approximation, batchSize: batchSize)
+    var corrected = kfac.blocks.map { Matrix(rows: $0.factors.outputOrder, columns: $0.factors.inputOrder) }
+    try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize) { statistics throws(BDLError) in
+      for (blockIndex, block) in kfac.blocks.enumerated() {
+        guard let s = statistics.first(where: { $0.layerIndex == block.layerIndex }) else { continue }
+        try corrected[blockIndex].add(s.rotatedGradientSquares(in: block.factors, bias: block.isBias))
+      }
+    }
+    let blocks = try kfac.blocks.enumerated().map { (i, block) throws(BDLError) in
+      Block(layerIndex: block.layerIndex, parameters: block.parameters, isBias: block.isBias, factors: try block.factors.correcting(eigenvalues: corrected[i]))
+    }
+    return KFAC(blocks: blocks, parameterCount: kfac.parameterCount, accumulators: kfac.accumulators)
+  }
+
+  private init(blocks: [Block], parameterCount: Int, accumulators: [KFACLayerAccumulator]) {
+    self.blocks = blocks
+    self.parameterCount = parameterCount
+    self.accumulators = accumulators
+  }
+
+  /// Whether the blocks carry refit (EK-FAC) eigenvalues.
+  public var isEigenvalueCorrected: Bool { blocks.contains { $0.factors.correctedEigenvalues != nil } }
 
   /// log det(h·G_KFAC + δ·I) over the parameters the blocks cover: Σ_blocks Σ_ij log(h β_i α_j + δ).
   public func logDeterminant(scale h: Double = 1, damping δ: Double) throws(BDLError) -> Double {
@@ -114,17 +130,23 @@ public struct KFAC: Sendable {
     return result
   }
 
-  /// The dense P × P matrix h·G_KFAC + δ·I (blocks on the diagonal): for tests and small models.
+  /// The dense P × P matrix h·G_KFAC + δ·I (blocks on the diagonal), each block built by
+  /// applying it to unit vectors: for tests and small models.
   public func dense(scale h: Double = 1, damping δ: Double = 0) throws(BDLError) -> Matrix {
     _ = try Validation.product(parameterCount, parameterCount, "dense K-FAC size")
-    var m = Matrix(rows: parameterCount, columns: parameterCount)
+    var m = Matrix.identity(parameterCount)
+    try m.scale(by: δ)
     for block in blocks {
-      let local = try Kronecker(block.factors.b.reconstructed(), block.factors.a.reconstructed()).dense()
+      let size = block.parameters.count
+      var units = [Double](repeating: 0, count: size * size)
+      for i in 0..<size { units[i * size + i] = 1 }
+      let columns = try block.factors.applyPower(1, scale: h, shift: 0, to: units, count: size)
       for (i, row) in block.parameters.enumerated() {
-        for (j, column) in block.parameters.enumerated() { m[row, column] = h * local[i, j] }
+        for (j, column) in block.parameters.enumerated() { m[row, column] = columns[j * size + i] + (row == column ? δ : 0) }
       }
     }
-    for i in 0..<parameterCount { m[i, i] += δ }
     return m
   }
 }
+
+extension KFAC: CurvatureOperator {}

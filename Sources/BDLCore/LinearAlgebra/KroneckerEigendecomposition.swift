@@ -26,12 +26,37 @@ public struct KroneckerEigendecomposition: Sendable {
     _ = try Validation.product(b.rows, a.rows, "Kronecker order nb·na")
     self.b = try .positiveSemidefinite(b, name: "B")
     self.a = try .positiveSemidefinite(a, name: "A")
+    self.correctedEigenvalues = nil
   }
+
+  /// Eigenvalues that replace β_i·α_j in the eigenbasis Q_B ⊗ Q_A (nb × na), or nil for the plain
+  /// Kronecker product. Set by EK-FAC, which keeps K-FAC's eigenbasis but refits the eigenvalues
+  /// (George et al. 2018); every operation below then uses d_ij = h·Λ_ij + δ.
+  public let correctedEigenvalues: Matrix?
 
   /// From decompositions already made (e.g. a K-FAC bias block B ⊗ [1] reusing the weight's B).
   public init(b: SymmetricEigendecomposition, a: SymmetricEigendecomposition) {
     self.b = b
     self.a = a
+    self.correctedEigenvalues = nil
+  }
+
+  /// The same eigenbasis with eigenvalues Λ (nb × na, entries ≥ 0 and finite).
+  public func correcting(eigenvalues: Matrix) throws(BDLError) -> KroneckerEigendecomposition {
+    guard eigenvalues.rows == outputOrder, eigenvalues.columns == inputOrder else {
+      throw .shapeMismatch("corrected eigenvalues are \(eigenvalues.rows) × \(eigenvalues.columns), the basis is \(outputOrder) × \(inputOrder)")
+    }
+    try Validation.requireFinite(eigenvalues.elements, "eigenvalues")
+    guard eigenvalues.elements.allSatisfy({ $0 >= 0 }) else {
+      throw .notPositiveDefinite("corrected eigenvalues must be ≥ 0")
+    }
+    return KroneckerEigendecomposition(b: b, a: a, corrected: eigenvalues)
+  }
+
+  private init(b: SymmetricEigendecomposition, a: SymmetricEigendecomposition, corrected: Matrix) {
+    self.b = b
+    self.a = a
+    self.correctedEigenvalues = corrected
   }
 
   /// nb, the order of B.
@@ -45,6 +70,10 @@ public struct KroneckerEigendecomposition: Sendable {
     guard h.isFinite, h >= 0 else { throw .invalidArgument("scale = \(h); it must be finite and ≥ 0") }
     try Validation.requireFinite(δ, "delta")
     let nb = outputOrder, na = inputOrder
+    if var d = correctedEigenvalues {
+      for i in d.elements.indices { d.elements[i] = h * d.elements[i] + δ }
+      return d
+    }
     var d = Matrix(rows: nb, columns: na)
     for i in 0..<nb {
       let hb = h * b.eigenvalues[i]
@@ -166,6 +195,10 @@ public struct KroneckerEigendecomposition: Sendable {
   ) -> BDLError {
     let i = index / inputOrder, j = index % inputOrder
     let need = e > 0 ? "≥ 0" : "> 0"
+    if let corrected = correctedEigenvalues {
+      return .notPositiveDefinite(
+        "scale·Λ_\(i),\(j) + delta = \(h)·\(corrected[i, j]) + \(δ) = \(value); every eigenvalue must be \(need) here (use delta > 0)")
+    }
     return .notPositiveDefinite(
       "scale·β_\(i)·α_\(j) + delta = \(h)·\(b.eigenvalues[i])·\(a.eigenvalues[j]) + \(δ) = \(value); "
         + "every eigenvalue of scale·B⊗A + delta·I must be \(need) here (a singular factor needs delta > 0)")
