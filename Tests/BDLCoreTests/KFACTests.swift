@@ -220,3 +220,65 @@ struct CurvatureOperatorTests {
     #expect(throws: BDLError.self) { try DiagonalGGN(values: [1, -1]) }
   }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A fresh temporary directory (under $TMPDIR, else the system's).
+func temporaryDirectory() -> String {
+  let base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+  var template = Array((base + "/bdlcore-test-XXXXXX").utf8CString)
+  return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+}
+
+@Suite("K-FAC accumulator files")
+struct KFACFileTests {
+  func accumulators() throws -> [KFACLayerAccumulator] {
+    var model = try TestNetworks.sequence()
+    try randomize(&model, seed: 700)
+    let x = randomBatch(model, n: 4, seed: 701)
+    return try KFAC.fit(model: model, inputs: x, targets: .classes([0, 1, 2, 0]), likelihood: CategoricalLikelihood(), approximation: .reduce).accumulators
+  }
+
+  @Test("save and load round-trip bit-exactly; saving over a file replaces it")
+  func roundTrip() throws {
+    let layers = try accumulators()
+    let path = temporaryDirectory() + "/kfac.bin"
+    try KFACAccumulatorFile.save(layers, to: path)
+    try KFACAccumulatorFile.save(layers, to: path)
+    let loaded = try KFACAccumulatorFile.load(from: path)
+    #expect(loaded == layers)
+  }
+
+  @Test("every truncation and a flipped byte are corrupt data, never garbage")
+  func corruption() throws {
+    let bytes = KFACAccumulatorFile.encode(try accumulators())
+    for length in 0..<bytes.count {  // every truncation
+      #expect(throws: BDLError.self, "length \(length)") { try KFACAccumulatorFile.decode(Array(bytes[0..<length])) }
+    }
+    for position in bytes.indices {  // every single damaged byte
+      var damaged = bytes
+      damaged[position] ^= 0x40
+      #expect {
+        try KFACAccumulatorFile.decode(damaged)
+      } throws: { error in
+        guard case .corruptData = error as? BDLError else { return false }
+        return true
+      }
+    }
+    #expect(throws: BDLError.self) { try KFACAccumulatorFile.decode(bytes + [0]) }
+  }
+
+  @Test("I/O failures are I/O errors and leave no temporary file")
+  func ioErrors() throws {
+    let directory = temporaryDirectory()
+    #expect {
+      try KFACAccumulatorFile.load(from: directory + "/missing.bin")
+    } throws: { error in
+      guard case .ioError = error as? BDLError else { return false }
+      return true
+    }
+    #expect(throws: BDLError.self) { try KFACAccumulatorFile.save(try accumulators(), to: directory + "/no/such/dir/kfac.bin") }
+  }
+}

@@ -22,13 +22,13 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
   public let hasBias: Bool
   public let approximation: KFACApproximation
   /// Σ a aᵀ over the rows counted in `inputRows` (positions for expand, examples for reduce).
-  public private(set) var inputSum: Matrix
+  public internal(set) var inputSum: Matrix
   /// Σ g gᵀ — B itself (a sum, DESIGN.md §4).
-  public private(set) var outputGradientSum: Matrix
+  public internal(set) var outputGradientSum: Matrix
   /// Rows behind `inputSum`: N·R for expand, N for reduce.
-  public private(set) var inputRows: Int = 0
+  public internal(set) var inputRows: Int = 0
   /// Examples seen.
-  public private(set) var examples: Int = 0
+  public internal(set) var examples: Int = 0
 
   public init(inputDimension: Int, outputDimension: Int, hasBias: Bool, approximation: KFACApproximation) throws(BDLError) {
     guard inputDimension >= 1, outputDimension >= 1 else {
