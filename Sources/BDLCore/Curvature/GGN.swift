@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// The exact GGN G = Σ_n J_nᵀ Λ_n J_n as a dense P × P matrix (or the MC/empirical Fisher with
 /// another source), accumulated as Σ of per-example gradient outer products (a syrk per batch)
 /// without forming J. For small models and as the reference every approximation is tested
@@ -32,16 +26,7 @@ public struct DenseGGN: CurvatureOperator {
   public var parameterCount: Int { matrix.rows }
 
   private func spectrum(_ e: Double, _ h: Double, _ δ: Double) throws(BDLError) -> [Double] {
-    guard h.isFinite, h >= 0 else { throw .invalidArgument("scale = \(h); it must be finite and ≥ 0") }
-    try Validation.requireFinite(δ, "damping")
-    try Validation.requireFinite(e, "exponent")
-    return try eigen.eigenvalues.enumerated().map { (i, λ) throws(BDLError) -> Double in
-      let d = h * λ + δ
-      guard d > 0 || (e > 0 && d == 0) else {
-        throw .notPositiveDefinite("eigenvalue \(i) of scale·G + damping·I is \(d); use damping > 0")
-      }
-      return e == 1 ? d : pow(d, e)
-    }
+    try dampedPowers(eigen.eigenvalues, scale: h, damping: δ, exponent: e, what: "eigenvalue")
   }
 
   public func logDeterminant(scale h: Double, damping δ: Double) throws(BDLError) -> Double {
@@ -106,14 +91,7 @@ public struct DiagonalGGN: CurvatureOperator {
   public var parameterCount: Int { values.count }
 
   private func damped(_ h: Double, _ δ: Double, exponent e: Double) throws(BDLError) -> [Double] {
-    guard h.isFinite, h >= 0 else { throw .invalidArgument("scale = \(h); it must be finite and ≥ 0") }
-    try Validation.requireFinite(δ, "damping")
-    try Validation.requireFinite(e, "exponent")
-    return try values.enumerated().map { (i, g) throws(BDLError) -> Double in
-      let d = h * g + δ
-      guard d > 0 || (e > 0 && d == 0) else { throw .notPositiveDefinite("entry \(i) of scale·diag(G) + damping is \(d); use damping > 0") }
-      return e == 1 ? d : pow(d, e)
-    }
+    try dampedPowers(values, scale: h, damping: δ, exponent: e, what: "diagonal entry")
   }
 
   public func logDeterminant(scale h: Double, damping δ: Double) throws(BDLError) -> Double {

@@ -86,19 +86,7 @@ public enum KFACAccumulatorFile {
 
   /// Reads the accumulators saved at `path`.
   public static func load(from path: String) throws(BDLError) -> [KFACLayerAccumulator] {
-    guard let file = fopen(path, "rb") else { throw .ioError("cannot open \(path): \(String(cString: strerror(errno)))") }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-      let read = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
-      bytes.append(contentsOf: chunk[0..<read])
-      if read < chunk.count {
-        if ferror(file) != 0 { throw .ioError("error reading \(path)") }
-        break
-      }
-    }
-    return try decode(bytes, source: path)
+    try decode(fileContents(path), source: path)
   }
 
   /// FNV-1a, 64 bit: detects truncation and damage (not an adversary).

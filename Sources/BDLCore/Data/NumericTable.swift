@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// A numeric CSV file with one header line: the format of the datasets in `data/`.
 public struct NumericTable: Sendable {
   /// Column names from the header line.
@@ -15,21 +9,7 @@ public struct NumericTable: Sendable {
   /// - Throws: `.ioError` (cannot open or read), `.corruptData` naming the line and field that is
   ///   not a number or has the wrong number of fields.
   public init(contentsOf path: String) throws(BDLError) {
-    guard let file = fopen(path, "r") else {
-      throw .ioError("cannot open \(path): \(String(cString: strerror(errno)))")
-    }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-      let read = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
-      bytes.append(contentsOf: chunk[0..<read])
-      if read < chunk.count {
-        if ferror(file) != 0 { throw .ioError("error reading \(path)") }
-        break
-      }
-    }
-    try self.init(parsing: String(decoding: bytes, as: UTF8.self), source: path)
+    try self.init(parsing: String(decoding: fileContents(path), as: UTF8.self), source: path)
   }
 
   /// Parses CSV text; `source` names it in error messages.

@@ -1,0 +1,40 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The bytes of the file at `path`; `.ioError` naming the path and the system's reason.
+func fileContents(_ path: String) throws(BDLError) -> [UInt8] {
+  guard let file = fopen(path, "rb") else {
+    throw .ioError("cannot open \(path): \(String(cString: strerror(errno)))")
+  }
+  defer { fclose(file) }
+  var bytes: [UInt8] = []
+  var chunk = [UInt8](repeating: 0, count: 1 << 16)
+  while true {
+    let read = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
+    bytes.append(contentsOf: chunk[0..<read])
+    if read < chunk.count {
+      if ferror(file) != 0 { throw .ioError("error reading \(path)") }
+      return bytes
+    }
+  }
+}
+
+/// Elementwise damping shared by the structures whose spectrum is a plain list:
+/// (h·λ_i + δ)^e, with e ≤ 0 needing h·λ_i + δ > 0 and e > 0 needing ≥ 0.
+func dampedPowers(_ values: [Double], scale h: Double, damping δ: Double, exponent e: Double, what: String) throws(BDLError) -> [Double] {
+  guard h.isFinite, h >= 0 else { throw .invalidArgument("scale = \(h); it must be finite and ≥ 0") }
+  try Validation.requireFinite(δ, "damping")
+  try Validation.requireFinite(e, "exponent")
+  var result = values
+  for (i, λ) in values.enumerated() {
+    let d = h * λ + δ
+    guard d > 0 || (e > 0 && d == 0) else {
+      throw .notPositiveDefinite("\(what) \(i) of scale·G + damping·I is \(d); use damping > 0")
+    }
+    result[i] = e == 1 ? d : e == -1 ? 1 / d : pow(d, e)
+  }
+  return result
+}
