@@ -508,6 +508,163 @@ BDL_API bdl_status bdl_model_train(bdl_model *model, const double *X, int64_t n,
                                    const bdl_train_params *params, bdl_progress_fn progress,
                                    void *user_data, bdl_train_progress *out_last);
 
+/* ---------------------------------------------------------------------------------------------
+ * Curvature: K-FAC, EK-FAC, the dense GGN and its exact diagonal
+ *
+ * Curvature G is accumulated at σ = 1 and temperature 1 as a SUM over the data (DESIGN
+ * conventions); every query takes the scale h (1/σ² for regression, 1/T) and a damping δ and
+ * works on M = h·G + δ·I. K-FAC holds one block per weight, B ⊗ A (B: Σ g gᵀ, the output-gradient
+ * factor; A: the mean of a aᵀ, the input factor), and one per bias, B ⊗ [1]; EK-FAC keeps K-FAC's
+ * eigenbases and refits the eigenvalues to the per-example gradients. All damped inverses are exact
+ * through the eigendecompositions: 1/(h·λ + δ) per eigenvalue (no π-damping).
+ * Parameters not in a Linear/Conv2d layer do not exist in these networks, so every structure
+ * covers all P parameters, in parameter-vector order.
+ * ------------------------------------------------------------------------------------------- */
+
+/** Curvature kinds. */
+enum {
+  BDL_CURVATURE_KFAC = 1,      /**< block-diagonal Kronecker factors */
+  BDL_CURVATURE_EKFAC = 2,     /**< eigenvalue-corrected K-FAC (George et al. 2018) */
+  BDL_CURVATURE_DIAG_GGN = 3,  /**< diag(G) = Σ_{n,k} (per-example gradient)², exact with BDL_FISHER_EXACT */
+  BDL_CURVATURE_GGN = 4        /**< the dense P × P matrix (small models) */
+};
+
+/** Where the output vectors come from (DESIGN conventions). */
+enum {
+  BDL_FISHER_EXACT = 1,        /**< the C columns of the output-Hessian square root: the GGN */
+  BDL_FISHER_MC = 2,           /**< mc_samples sampled labels per example, seeded, averaged */
+  BDL_FISHER_EMPIRICAL = 3     /**< the loss gradient at the observed label */
+};
+
+/** K-FAC for layers applied at R positions (sequences, convolutions). */
+enum {
+  BDL_KFAC_EXPAND = 1,         /**< A = Σ_{n,r} a aᵀ/(N·R), B = Σ_{n,k,r} g gᵀ */
+  BDL_KFAC_REDUCE = 2          /**< â = mean_r a, ĝ = Σ_r g; A = Σ_n â âᵀ/N, B = Σ_{n,k} ĝ ĝᵀ */
+};
+
+/** Options of bdl_curvature_fit; fill with bdl_curvature_params_init. */
+typedef struct bdl_curvature_params {
+  uint32_t struct_size;        /**< set by the init function */
+  int32_t kind;                /**< BDL_CURVATURE_*; default K-FAC */
+  int32_t fisher;              /**< BDL_FISHER_*; default exact */
+  int32_t approximation;       /**< BDL_KFAC_*; default expand (K-FAC and EK-FAC only) */
+  int32_t likelihood;          /**< BDL_LIKELIHOOD_*; default classification (regression at σ = 1) */
+  int64_t mc_samples;          /**< labels per example for BDL_FISHER_MC; default 1 */
+  uint64_t seed;               /**< seeds the Monte-Carlo labels; default 0 */
+  int64_t batch_size;          /**< examples per forward/backward pass; default 256 */
+} bdl_curvature_params;
+
+/** Fills `params` with the defaults above. */
+BDL_API bdl_status bdl_curvature_params_init(bdl_curvature_params *params);
+
+typedef struct bdl_curvature bdl_curvature;
+
+/**
+ * Fits a curvature of `model` on (X, y): per batch a forward pass and a backward of the Fisher
+ * source's output vectors, accumulated; K-FAC factors are then eigendecomposed once (EK-FAC makes a
+ * second pass to refit the eigenvalues).
+ * @param y  labels or targets as for bdl_model_loss_gradient
+ * @param params  options (NULL: the defaults)
+ * @param[out] out_curvature  new handle; free with bdl_curvature_free
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (bad options, labels, sizes); BDL_NON_FINITE_INPUT;
+ *         BDL_SHAPE_MISMATCH; BDL_OUT_OF_MEMORY (e.g. the dense GGN of a large model).
+ */
+BDL_API bdl_status bdl_curvature_fit(const bdl_model *model, const double *X, int64_t n,
+                                     const double *y, const bdl_curvature_params *params,
+                                     bdl_curvature **out_curvature);
+
+/** Releases a curvature. NULL is accepted and ignored. */
+BDL_API void bdl_curvature_free(bdl_curvature *curvature);
+
+/** Kind (BDL_CURVATURE_*), P, and the number of K-FAC layers (0 for the GGN kinds); any out may be NULL. */
+BDL_API bdl_status bdl_curvature_info(const bdl_curvature *curvature, int32_t *out_kind,
+                                      int64_t *out_num_parameters, int64_t *out_num_layers);
+
+/** log det(scale·G + damping·I); BDL_NOT_POSITIVE_DEFINITE if singular (use damping > 0). */
+BDL_API bdl_status bdl_curvature_logdet(const bdl_curvature *curvature, double scale, double damping,
+                                        double *out_logdet);
+
+/**
+ * (scale·G + damping·I)^exponent applied to k vectors of P (k·P doubles, one after another);
+ * exponent −1 is the exact damped solve. out_result may equal V; capacity ≥ k·P.
+ */
+BDL_API bdl_status bdl_curvature_apply_power(const bdl_curvature *curvature, double scale,
+                                             double damping, double exponent, const double *V,
+                                             int64_t k, double *out_result, int64_t capacity);
+
+/** diag((scale·G + damping·I)^exponent), P doubles (capacity ≥ P). */
+BDL_API bdl_status bdl_curvature_diagonal(const bdl_curvature *curvature, double scale,
+                                          double damping, double exponent, double *out_diagonal,
+                                          int64_t capacity);
+
+/** The dense P × P matrix scale·G + damping·I (capacity ≥ P²): for small models and tests. */
+BDL_API bdl_status bdl_curvature_dense(const bdl_curvature *curvature, double scale, double damping,
+                                       double *out_matrix, int64_t capacity);
+
+/**
+ * The K-FAC factors of layer entry `index` (0 ≤ index < num_layers): its position in the model's
+ * layer list, d_out and d_in, B (d_out × d_out, a sum) and A (d_in × d_in, a mean). Either buffer
+ * may be NULL to skip it. BDL_WRONG_STATE for the GGN kinds, which have no factors.
+ */
+BDL_API bdl_status bdl_curvature_kfac_factors(const bdl_curvature *curvature, int64_t index,
+                                              int64_t *out_layer, int64_t *out_d_out,
+                                              int64_t *out_d_in, double *out_B, int64_t b_capacity,
+                                              double *out_A, int64_t a_capacity);
+
+/**
+ * K-FAC statistics fed by the caller — e.g. per-layer inputs and output-gradients captured with
+ * hooks in PyTorch or JAX. Accumulators over disjoint data merge into the accumulator of the union
+ * and save to a versioned, checksummed file.
+ */
+typedef struct bdl_kfac_accumulator bdl_kfac_accumulator;
+
+/**
+ * An empty accumulator for n_layers layers computing y_r = W a_r + b with W (d_out[i] × d_in[i]).
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL, sizes < 1, unknown approximation).
+ */
+BDL_API bdl_status bdl_kfac_accumulator_create(const int64_t *d_in, const int64_t *d_out,
+                                               const int32_t *has_bias, int64_t n_layers,
+                                               int32_t approximation,
+                                               bdl_kfac_accumulator **out_accumulator);
+
+/** Releases an accumulator. NULL is accepted and ignored. */
+BDL_API void bdl_kfac_accumulator_free(bdl_kfac_accumulator *accumulator);
+
+/**
+ * Adds a batch for layer `layer`: a (n, positions, d_in) and g (n, k, positions, d_out), row-major
+ * (positions = 1 for a plain dense layer). On any error the accumulator is unchanged.
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL, layer out of range, n/positions/k < 1, overflow);
+ *         BDL_NON_FINITE_INPUT.
+ */
+BDL_API bdl_status bdl_kfac_accumulator_add(bdl_kfac_accumulator *accumulator, int64_t layer,
+                                            const double *a, int64_t n, int64_t positions,
+                                            const double *g, int64_t k);
+
+/** accumulator ← accumulator ∪ other; BDL_SHAPE_MISMATCH if their layers or flavours differ. */
+BDL_API bdl_status bdl_kfac_accumulator_merge(bdl_kfac_accumulator *accumulator,
+                                              const bdl_kfac_accumulator *other);
+
+/**
+ * Writes the accumulator to `path` (a temporary file renamed into place: a failure leaves any
+ * previous file intact). BDL_IO_ERROR with the system's reason on failure.
+ */
+BDL_API bdl_status bdl_kfac_accumulator_save(const bdl_kfac_accumulator *accumulator,
+                                             const char *path);
+
+/**
+ * Reads an accumulator saved by bdl_kfac_accumulator_save.
+ * @return BDL_OK; BDL_IO_ERROR (cannot open/read); BDL_CORRUPT_DATA (wrong magic or version,
+ *         truncated, trailing bytes, checksum mismatch, impossible sizes).
+ */
+BDL_API bdl_status bdl_kfac_accumulator_load(const char *path, bdl_kfac_accumulator **out_accumulator);
+
+/**
+ * The K-FAC curvature of the accumulated statistics, parameters laid out layer by layer (weight
+ * (d_out × d_in) then bias), as a model with these layers would have them.
+ */
+BDL_API bdl_status bdl_kfac_accumulator_finalize(const bdl_kfac_accumulator *accumulator,
+                                                 bdl_curvature **out_curvature);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,8 @@ enum HandleKind: Sendable {
   case kronFactor
   case model
   case layerStatistics
+  case curvature
+  case kfacAccumulator
 }
 
 /// Opaque handles: a retained Swift box whose address is the C pointer, recorded in a registry

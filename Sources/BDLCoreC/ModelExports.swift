@@ -49,16 +49,18 @@ private func layer(_ spec: bdl_layer_spec, position: Int) throws(BDLError) -> an
   }
 }
 
-/// The caller's batch of n examples as a tensor of the model's input shape.
-private func batch(_ x: UnsafePointer<Double>?, _ n: Int64, _ model: Sequential) throws(BDLError) -> Tensor {
+/// Argument conversions shared by the model and curvature exports.
+enum ModelArguments {
+  /// The caller's batch of n examples as a tensor of the model's input shape.
+  static func batch(_ x: UnsafePointer<Double>?, _ n: Int64, _ model: Sequential) throws(BDLError) -> Tensor {
   let count = try Arguments.size(n, "n")
   let size = model.inputShape.reduce(1, *)
   let total = try Arguments.product([count, size], "n·input_size")
   return try Tensor(shape: [count] + model.inputShape, elements: Arguments.array(x, count: total, "X"))
 }
 
-/// The likelihood and targets of a C call.
-private func supervision(
+  /// The likelihood and targets of a C call.
+  static func supervision(
   _ y: UnsafePointer<Double>?, n: Int, likelihood: Int32, sigma: Double, model: Sequential
 ) throws(BDLError) -> (any Likelihood, Targets) {
   let c = model.outputCount
@@ -72,6 +74,7 @@ private func supervision(
   default:
     throw .invalidArgument("likelihood = \(likelihood) is not a BDL_LIKELIHOOD_* value")
   }
+}
 }
 
 @c @implementation
@@ -144,7 +147,7 @@ public func bdl_model_forward(
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let m = try modelHandle(model).model
-    let x = try batch(X, n, m)
+    let x = try ModelArguments.batch(X, n, m)
     let out = try Arguments.output(outOutputs, capacity: capacity, needed: x.count * m.outputCount, "out_outputs")
     out.write(try m.forward(x).elements)
   }
@@ -157,7 +160,7 @@ public func bdl_model_jacobian(
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let m = try modelHandle(model).model
-    let x = try batch(X, n, m)
+    let x = try ModelArguments.batch(X, n, m)
     let needed = try Arguments.product([x.count, m.outputCount, m.parameterCount], "n·C·P")
     try Arguments.requireAllocatable(needed, "Jacobian")
     let out = try Arguments.output(outJacobian, capacity: capacity, needed: needed, "out_jacobian")
@@ -173,8 +176,8 @@ public func bdl_model_loss_gradient(
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let m = try modelHandle(model).model
-    let x = try batch(X, n, m)
-    let (lik, targets) = try supervision(y, n: x.count, likelihood: likelihood, sigma: sigma, model: m)
+    let x = try ModelArguments.batch(X, n, m)
+    let (lik, targets) = try ModelArguments.supervision(y, n: x.count, likelihood: likelihood, sigma: sigma, model: m)
     if outGradient != nil {
       _ = try Arguments.output(outGradient, capacity: capacity, needed: m.parameterCount, "out_gradient")
     }
@@ -188,7 +191,7 @@ public func bdl_model_loss_gradient(
 private func backwardStatistics(
   _ m: Sequential, _ X: UnsafePointer<Double>?, _ n: Int64, _ V: UnsafePointer<Double>?, _ k: Int64
 ) throws(BDLError) -> [Sequential.LayerStatistics] {
-  let x = try batch(X, n, m)
+  let x = try ModelArguments.batch(X, n, m)
   let vectors = try Arguments.size(k, "k")
   let total = try Arguments.product([x.count, vectors, m.outputCount], "n·K·C")
   let v = try Tensor(shape: [x.count, vectors, m.outputCount], elements: Arguments.array(V, count: total, "V"))
@@ -340,8 +343,8 @@ public func bdl_model_train(
     var p = bdl_train_params()
     if let params { p = params.pointee } else { _ = bdl_train_params_init(&p) }
     let options = try trainingOptions(p)
-    let x = try batch(X, n, handle.model)
-    let (lik, targets) = try supervision(y, n: x.count, likelihood: p.likelihood, sigma: p.sigma, model: handle.model)
+    let x = try ModelArguments.batch(X, n, handle.model)
+    let (lik, targets) = try ModelArguments.supervision(y, n: x.count, likelihood: p.likelihood, sigma: p.sigma, model: handle.model)
     let history = try handle.model.train(inputs: x, targets: targets, likelihood: lik, options: options) { report in
       guard let progress else { return true }
       var c = bdl_train_progress(

@@ -38,6 +38,7 @@ public struct DenseGGN: CurvatureOperator {
 
   public func applyPower(_ e: Double, to v: [Double], scale h: Double, damping δ: Double) throws(BDLError) -> [Double] {
     guard v.count == parameterCount else { throw .shapeMismatch("vector has \(v.count) entries, expected \(parameterCount)") }
+    try Validation.requireFinite(v, "V")
     let d = try spectrum(e, h, δ)
     var rotated = try eigen.eigenvectors.multiplied(by: v, transposingSelf: true)
     for i in rotated.indices { rotated[i] *= d[i] }
@@ -103,6 +104,7 @@ public struct DiagonalGGN: CurvatureOperator {
 
   public func applyPower(_ e: Double, to v: [Double], scale h: Double, damping δ: Double) throws(BDLError) -> [Double] {
     guard v.count == parameterCount else { throw .shapeMismatch("vector has \(v.count) entries, expected \(parameterCount)") }
+    try Validation.requireFinite(v, "V")
     return zip(try damped(h, δ, exponent: e), v).map { $0 * $1 }
   }
 

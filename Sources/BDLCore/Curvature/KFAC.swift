@@ -113,6 +113,7 @@ public struct KFAC: Sendable {
     guard v.count == parameterCount else {
       throw .shapeMismatch("vector has \(v.count) entries, the network has \(parameterCount) parameters")
     }
+    try Validation.requireFinite(v, "V")
     var result = v
     for block in blocks {
       let piece = try block.factors.applyPower(e, scale: h, shift: δ, to: Array(v[block.parameters]), count: 1)

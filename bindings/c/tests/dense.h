@@ -8,19 +8,19 @@
 
 /* A deterministic generator (SplitMix64) and normal draws (Box–Muller). */
 static uint64_t rng_state = 12345;
-static double uniform01(void) {
+static inline double uniform01(void) {
   uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   z ^= z >> 31;
   return ((double)(z >> 11) + 0.5) / 9007199254740992.0;
 }
-static double normal01(void) {
+static inline double normal01(void) {
   return sqrt(-2 * log(uniform01())) * cos(2 * 3.14159265358979323846 * uniform01());
 }
 
 /* S = G·Gᵀ + ridge·I with G n × rank normal: symmetric PSD of rank min(n, rank) (ridge 0). */
-static void random_spd(double *s, int n, int rank, double ridge) {
+static inline void random_spd(double *s, int n, int rank, double ridge) {
   double *g = malloc(sizeof(double) * (size_t)(n * rank));
   for (int i = 0; i < n * rank; ++i) g[i] = normal01();
   for (int i = 0; i < n; ++i)
@@ -33,7 +33,7 @@ static void random_spd(double *s, int n, int rank, double ridge) {
 }
 
 /* M = h·B⊗A + δI, entry ((i,j),(k,l)) = h·B_ik·A_jl + δ·[i=k][j=l]. */
-static void dense_kron(double *m, const double *b, int nb, const double *a, int na, double h,
+static inline void dense_kron(double *m, const double *b, int nb, const double *a, int na, double h,
                        double delta) {
   int n = nb * na;
   for (int i = 0; i < nb; ++i)
@@ -46,7 +46,7 @@ static void dense_kron(double *m, const double *b, int nb, const double *a, int 
 }
 
 /* In-place Cholesky (lower); returns log det, or NAN if not positive definite. */
-static double cholesky_logdet(double *m, int n) {
+static inline double cholesky_logdet(double *m, int n) {
   double logdet = 0;
   for (int j = 0; j < n; ++j) {
     double d = m[j * n + j];
@@ -65,7 +65,7 @@ static double cholesky_logdet(double *m, int n) {
 }
 
 /* y = M x for an n × n matrix. */
-static void matvec(const double *m, const double *x, double *y, int n) {
+static inline void matvec(const double *m, const double *x, double *y, int n) {
   for (int i = 0; i < n; ++i) {
     double s = 0;
     for (int j = 0; j < n; ++j) s += m[i * n + j] * x[j];
@@ -74,7 +74,7 @@ static void matvec(const double *m, const double *x, double *y, int n) {
 }
 
 /* diag(M⁻¹)_i = ‖L⁻¹e_i‖² from the lower Cholesky factor L (as left by cholesky_logdet). */
-static void inverse_diagonal(const double *l, double *out, int n) {
+static inline void inverse_diagonal(const double *l, double *out, int n) {
   double *w = malloc(sizeof(double) * (size_t)n);
   for (int i = 0; i < n; ++i) {
     double norm = 0;
