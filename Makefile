@@ -86,6 +86,7 @@ BENCH_PYTHON ?= $(shell [ -x .venv-fixtures/bin/python ] && echo .venv-fixtures/
 bench: build
 	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(PYTHON) bench/bench_kron.py
 	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(BENCH_PYTHON) bench/bench_engine.py
+	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(BENCH_PYTHON) bench/bench_kfac.py
 
 clean:
 	rm -rf .build $(C_BUILD) bindings/swift/quickstart/.build
