@@ -630,6 +630,15 @@ BDL_API bdl_status bdl_kfac_accumulator_create(const int64_t *d_in, const int64_
 /** Releases an accumulator. NULL is accepted and ignored. */
 BDL_API void bdl_kfac_accumulator_free(bdl_kfac_accumulator *accumulator);
 
+/** The number of layers and the approximation (BDL_KFAC_*); either out may be NULL. */
+BDL_API bdl_status bdl_kfac_accumulator_info(const bdl_kfac_accumulator *accumulator,
+                                             int64_t *out_num_layers, int32_t *out_approximation);
+
+/** Layer `index`'s d_in, d_out, whether it has a bias, and the examples added so far. */
+BDL_API bdl_status bdl_kfac_accumulator_layer(const bdl_kfac_accumulator *accumulator, int64_t index,
+                                              int64_t *out_d_in, int64_t *out_d_out,
+                                              int32_t *out_has_bias, int64_t *out_examples);
+
 /**
  * Adds a batch for layer `layer`: a (n, positions, d_in) and g (n, k, positions, d_out), row-major
  * (positions = 1 for a plain dense layer). On any error the accumulator is unchanged.

@@ -224,6 +224,37 @@ public func bdl_kfac_accumulator_free(_ accumulator: OpaquePointer!) {
 }
 
 @c @implementation
+public func bdl_kfac_accumulator_info(
+  _ accumulator: OpaquePointer!, _ outNumLayers: UnsafeMutablePointer<Int64>!,
+  _ outApproximation: UnsafeMutablePointer<Int32>!
+) -> bdl_status {
+  exported { () throws(BDLError) in
+    let layers = try accumulatorHandle(accumulator).layers
+    outNumLayers?.pointee = Int64(layers.count)
+    outApproximation?.pointee = Int32(layers.first?.approximation == .reduce ? BDL_KFAC_REDUCE : BDL_KFAC_EXPAND)
+  }
+}
+
+@c @implementation
+public func bdl_kfac_accumulator_layer(
+  _ accumulator: OpaquePointer!, _ index: Int64, _ outDIn: UnsafeMutablePointer<Int64>!,
+  _ outDOut: UnsafeMutablePointer<Int64>!, _ outHasBias: UnsafeMutablePointer<Int32>!,
+  _ outExamples: UnsafeMutablePointer<Int64>!
+) -> bdl_status {
+  exported { () throws(BDLError) in
+    let layers = try accumulatorHandle(accumulator).layers
+    guard index >= 0, index < Int64(layers.count) else {
+      throw .invalidArgument("index = \(index); the accumulator has \(layers.count) layers")
+    }
+    let layer = layers[Int(index)]
+    outDIn?.pointee = Int64(layer.inputDimension)
+    outDOut?.pointee = Int64(layer.outputDimension)
+    outHasBias?.pointee = layer.hasBias ? 1 : 0
+    outExamples?.pointee = Int64(layer.examples)
+  }
+}
+
+@c @implementation
 public func bdl_kfac_accumulator_add(
   _ accumulator: OpaquePointer!, _ layer: Int64, _ a: UnsafePointer<Double>!, _ n: Int64,
   _ positions: Int64, _ g: UnsafePointer<Double>!, _ k: Int64

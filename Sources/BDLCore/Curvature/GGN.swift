@@ -46,6 +46,7 @@ public struct DenseGGN: CurvatureOperator {
   }
 
   public func diagonal(exponent e: Double = 1, scale h: Double = 1, damping δ: Double = 0) throws(BDLError) -> [Double] {
+    try requireDamping(scale: h, damping: δ)
     if e == 1 { return matrix.diagonalEntries.map { h * $0 + δ } }
     let d = try spectrum(e, h, δ)
     let q = eigen.eigenvectors
@@ -53,6 +54,7 @@ public struct DenseGGN: CurvatureOperator {
   }
 
   public func dense(scale h: Double = 1, damping δ: Double = 0) throws(BDLError) -> Matrix {
+    try requireDamping(scale: h, damping: δ)
     var m = matrix
     try m.scale(by: h)
     for i in 0..<parameterCount { m[i, i] += δ }

@@ -87,7 +87,13 @@ public struct KFAC: Sendable {
       }
     }
     let blocks = try kfac.blocks.enumerated().map { (i, block) throws(BDLError) in
-      Block(layerIndex: block.layerIndex, parameters: block.parameters, isBias: block.isBias, factors: try block.factors.correcting(eigenvalues: corrected[i]))
+      // As for K-FAC's factors: refit eigenvalues within rounding of zero are exactly zero, so a
+      // singular curvature is reported as singular.
+      var values = corrected[i]
+      let largest = values.maxAbsoluteEntry
+      let floor = SymmetricEigendecomposition.roundingFloor(order: max(values.rows, values.columns), largest: largest)
+      for j in values.elements.indices where values.elements[j] <= floor { values.elements[j] = 0 }
+      return Block(layerIndex: block.layerIndex, parameters: block.parameters, isBias: block.isBias, factors: try block.factors.correcting(eigenvalues: values))
     }
     return KFAC(blocks: blocks, parameterCount: kfac.parameterCount, accumulators: kfac.accumulators)
   }
@@ -134,6 +140,7 @@ public struct KFAC: Sendable {
   /// The dense P × P matrix h·G_KFAC + δ·I (blocks on the diagonal), each block built by
   /// applying it to unit vectors: for tests and small models.
   public func dense(scale h: Double = 1, damping δ: Double = 0) throws(BDLError) -> Matrix {
+    try requireDamping(scale: h, damping: δ)
     _ = try Validation.product(parameterCount, parameterCount, "dense K-FAC size")
     var m = Matrix.identity(parameterCount)
     try m.scale(by: δ)

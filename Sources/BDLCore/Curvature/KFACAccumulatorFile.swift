@@ -59,6 +59,10 @@ public enum KFACAccumulatorFile {
       let flags = Array(try reader.bytes(8))
       guard flags[0] <= 1, flags[1] <= 1, flags[2...].allSatisfy({ $0 == 0 }) else { throw .corruptData("\(source): layer \(index) has invalid flags") }
       let rows = try reader.size("layer \(index) input rows", minimum: 0), examples = try reader.size("layer \(index) examples", minimum: 0)
+      // The sums must be in the file before anything of their size is allocated.
+      guard dIn * dIn + dOut * dOut <= (bytes.count - 8 - reader.offset) / 8 else {
+        throw .corruptData("\(source): layer \(index) claims d_in = \(dIn), d_out = \(dOut), more than the file holds")
+      }
       var layer = try KFACLayerAccumulator(inputDimension: dIn, outputDimension: dOut, hasBias: flags[0] == 1, approximation: flags[1] == 0 ? .expand : .reduce)
       let inputSum = try reader.doubles(dIn * dIn, "layer \(index) Σaaᵀ")
       let outputSum = try reader.doubles(dOut * dOut, "layer \(index) Σggᵀ")

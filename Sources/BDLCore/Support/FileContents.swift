@@ -25,8 +25,7 @@ func fileContents(_ path: String) throws(BDLError) -> [UInt8] {
 /// Elementwise damping shared by the structures whose spectrum is a plain list:
 /// (h·λ_i + δ)^e, with e ≤ 0 needing h·λ_i + δ > 0 and e > 0 needing ≥ 0.
 func dampedPowers(_ values: [Double], scale h: Double, damping δ: Double, exponent e: Double, what: String) throws(BDLError) -> [Double] {
-  guard h.isFinite, h >= 0 else { throw .invalidArgument("scale = \(h); it must be finite and ≥ 0") }
-  try Validation.requireFinite(δ, "damping")
+  try requireDamping(scale: h, damping: δ)
   try Validation.requireFinite(e, "exponent")
   var result = values
   for (i, λ) in values.enumerated() {
@@ -37,4 +36,10 @@ func dampedPowers(_ values: [Double], scale h: Double, damping δ: Double, expon
     result[i] = e == 1 ? d : e == -1 ? 1 / d : pow(d, e)
   }
   return result
+}
+
+/// scale h ≥ 0 and finite, damping δ finite: the hyperparameters of every damped curvature query.
+func requireDamping(scale h: Double, damping δ: Double) throws(BDLError) {
+  guard h.isFinite, h >= 0 else { throw .invalidArgument("scale = \(h); it must be finite and ≥ 0") }
+  try Validation.requireFinite(δ, "damping")
 }

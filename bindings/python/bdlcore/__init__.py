@@ -20,6 +20,8 @@ The shared library is found via ``BDLCORE_LIBRARY``, the package directory, or t
 Modules: :mod:`bdlcore.kron` (Kronecker-factored solves, log-determinants, diagonals),
 :mod:`bdlcore.model` (sequential networks in PyTorch's parameter layout: outputs, Jacobians,
 gradients, per-layer K-FAC statistics, training; ``bdlcore.Sequential``, ``bdlcore.from_torch``),
+:mod:`bdlcore.curvature` (GGN, its diagonal, K-FAC and EK-FAC of a network as linear operators
+on its parameters; caller-fed K-FAC statistics: ``bdlcore.KFAC``, ``bdlcore.KFACAccumulator``),
 :mod:`bdlcore.blas` (the BLAS in use) and :mod:`bdlcore.datasets` (the shipped digits and
 diabetes data as numpy arrays with the fixed train/test split, ``bdlcore.datasets.load_digits()``).
 """
@@ -42,6 +44,7 @@ from ._errors import (
 )
 from . import datasets
 from .blas import BLASInfo, blas_info
+from .curvature import EKFAC, GGN, KFAC, DiagGGN, KFACAccumulator
 from .kron import KronFactor, kron_diagonal, kron_logdet, kron_solve
 from .model import (
     GELU,
@@ -105,6 +108,11 @@ __all__ = [
     "AvgPool2d",
     "GlobalAvgPool2d",
     "MeanOverSequence",
+    "KFAC",
+    "EKFAC",
+    "DiagGGN",
+    "GGN",
+    "KFACAccumulator",
     "blas_info",
     "BLASInfo",
     "Status",

@@ -4,7 +4,7 @@ This module mirrors the header: one declaration per C function, in header order,
 prototype in a comment, plus the header's constants and the ``bdl_blas_info_t`` struct. Nothing
 here converts or checks values; the public modules (``kron``, ``blas``, ``model``) do that.
 The structures (``bdl_blas_info_t``, ``bdl_layer_spec``, ``bdl_train_params``,
-``bdl_train_progress``) mirror the C ones field by field, and ``BDL_PROGRESS_FN`` is the ctypes
+``bdl_train_progress``, ``bdl_curvature_params``) mirror the C ones field by field, and ``BDL_PROGRESS_FN`` is the ctypes
 type of ``bdl_progress_fn``.
 
 The shared library is looked for, in this order:
@@ -52,6 +52,7 @@ __all__ = [
     "bdl_layer_spec",
     "bdl_train_params",
     "bdl_train_progress",
+    "bdl_curvature_params",
     "BDL_PROGRESS_FN",
 ]
 
@@ -222,6 +223,39 @@ SCHEDULE_CONSTANTS = {
     "BDL_SCHEDULE_COSINE": BDL_SCHEDULE_COSINE,
 }
 
+BDL_CURVATURE_KFAC = 1
+BDL_CURVATURE_EKFAC = 2
+BDL_CURVATURE_DIAG_GGN = 3
+BDL_CURVATURE_GGN = 4
+
+#: Every curvature kind (``bdl_curvature_params.kind``) by its header name.
+CURVATURE_CONSTANTS = {
+    "BDL_CURVATURE_KFAC": BDL_CURVATURE_KFAC,
+    "BDL_CURVATURE_EKFAC": BDL_CURVATURE_EKFAC,
+    "BDL_CURVATURE_DIAG_GGN": BDL_CURVATURE_DIAG_GGN,
+    "BDL_CURVATURE_GGN": BDL_CURVATURE_GGN,
+}
+
+BDL_FISHER_EXACT = 1
+BDL_FISHER_MC = 2
+BDL_FISHER_EMPIRICAL = 3
+
+#: Every Fisher source (``bdl_curvature_params.fisher``) by its header name.
+FISHER_CONSTANTS = {
+    "BDL_FISHER_EXACT": BDL_FISHER_EXACT,
+    "BDL_FISHER_MC": BDL_FISHER_MC,
+    "BDL_FISHER_EMPIRICAL": BDL_FISHER_EMPIRICAL,
+}
+
+BDL_KFAC_EXPAND = 1
+BDL_KFAC_REDUCE = 2
+
+#: Every K-FAC approximation (``bdl_curvature_params.approximation``) by its header name.
+KFAC_CONSTANTS = {
+    "BDL_KFAC_EXPAND": BDL_KFAC_EXPAND,
+    "BDL_KFAC_REDUCE": BDL_KFAC_REDUCE,
+}
+
 # ---------------------------------------------------------------------------------------------
 # Types
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +263,7 @@ SCHEDULE_CONSTANTS = {
 bdl_status = c_int32
 _dptr = POINTER(c_double)
 _i64ptr = POINTER(c_int64)
-_handle = c_void_p  # bdl_kron_factor*, bdl_model*, bdl_layer_statistics*: opaque
+_handle = c_void_p  # bdl_kron_factor*, bdl_model*, bdl_layer_statistics*, bdl_curvature*, bdl_kfac_accumulator*: opaque
 
 
 class bdl_blas_info_t(Structure):
@@ -291,6 +325,21 @@ class bdl_train_progress(Structure):
         ("epochs", c_int64),
         ("objective", c_double),
         ("mean_negative_log_likelihood", c_double),
+    ]
+
+
+class bdl_curvature_params(Structure):
+    """Mirror of ``bdl_curvature_params``, field by field; fill with ``bdl_curvature_params_init``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("kind", c_int32),
+        ("fisher", c_int32),
+        ("approximation", c_int32),
+        ("likelihood", c_int32),
+        ("mc_samples", c_int64),
+        ("seed", c_uint64),
+        ("batch_size", c_int64),
     ]
 
 
@@ -486,6 +535,99 @@ _declare(
         POINTER(bdl_train_progress),
     ],
 )
+
+# bdl_status bdl_curvature_params_init(bdl_curvature_params *params);
+_declare("bdl_curvature_params_init", bdl_status, [POINTER(bdl_curvature_params)])
+
+# bdl_status bdl_curvature_fit(const bdl_model *model, const double *X, int64_t n,
+#                              const double *y, const bdl_curvature_params *params,
+#                              bdl_curvature **out_curvature);
+_declare(
+    "bdl_curvature_fit",
+    bdl_status,
+    [_handle, _dptr, c_int64, _dptr, POINTER(bdl_curvature_params), POINTER(_handle)],
+)
+
+# void bdl_curvature_free(bdl_curvature *curvature);
+_declare("bdl_curvature_free", None, [_handle])
+
+# bdl_status bdl_curvature_info(const bdl_curvature *curvature, int32_t *out_kind,
+#                               int64_t *out_num_parameters, int64_t *out_num_layers);
+_declare("bdl_curvature_info", bdl_status, [_handle, POINTER(c_int32), _i64ptr, _i64ptr])
+
+# bdl_status bdl_curvature_logdet(const bdl_curvature *curvature, double scale, double damping,
+#                                 double *out_logdet);
+_declare("bdl_curvature_logdet", bdl_status, [_handle, c_double, c_double, _dptr])
+
+# bdl_status bdl_curvature_apply_power(const bdl_curvature *curvature, double scale,
+#                                      double damping, double exponent, const double *V,
+#                                      int64_t k, double *out_result, int64_t capacity);
+_declare(
+    "bdl_curvature_apply_power",
+    bdl_status,
+    [_handle, c_double, c_double, c_double, _dptr, c_int64, _dptr, c_int64],
+)
+
+# bdl_status bdl_curvature_diagonal(const bdl_curvature *curvature, double scale,
+#                                   double damping, double exponent, double *out_diagonal,
+#                                   int64_t capacity);
+_declare("bdl_curvature_diagonal", bdl_status, [_handle, c_double, c_double, c_double, _dptr, c_int64])
+
+# bdl_status bdl_curvature_dense(const bdl_curvature *curvature, double scale, double damping,
+#                                double *out_matrix, int64_t capacity);
+_declare("bdl_curvature_dense", bdl_status, [_handle, c_double, c_double, _dptr, c_int64])
+
+# bdl_status bdl_curvature_kfac_factors(const bdl_curvature *curvature, int64_t index,
+#                                       int64_t *out_layer, int64_t *out_d_out,
+#                                       int64_t *out_d_in, double *out_B, int64_t b_capacity,
+#                                       double *out_A, int64_t a_capacity);
+_declare(
+    "bdl_curvature_kfac_factors",
+    bdl_status,
+    [_handle, c_int64, _i64ptr, _i64ptr, _i64ptr, _dptr, c_int64, _dptr, c_int64],
+)
+
+# bdl_status bdl_kfac_accumulator_create(const int64_t *d_in, const int64_t *d_out,
+#                                        const int32_t *has_bias, int64_t n_layers,
+#                                        int32_t approximation,
+#                                        bdl_kfac_accumulator **out_accumulator);
+_declare(
+    "bdl_kfac_accumulator_create",
+    bdl_status,
+    [_i64ptr, _i64ptr, POINTER(c_int32), c_int64, c_int32, POINTER(_handle)],
+)
+
+# void bdl_kfac_accumulator_free(bdl_kfac_accumulator *accumulator);
+_declare("bdl_kfac_accumulator_free", None, [_handle])
+
+# bdl_status bdl_kfac_accumulator_info(const bdl_kfac_accumulator *accumulator,
+#                                      int64_t *out_num_layers, int32_t *out_approximation);
+_declare("bdl_kfac_accumulator_info", bdl_status, [_handle, POINTER(c_int64), POINTER(c_int32)])
+
+# bdl_status bdl_kfac_accumulator_layer(const bdl_kfac_accumulator *accumulator, int64_t index,
+#                                       int64_t *out_d_in, int64_t *out_d_out,
+#                                       int32_t *out_has_bias, int64_t *out_examples);
+_declare("bdl_kfac_accumulator_layer", bdl_status, [_handle, c_int64, POINTER(c_int64), POINTER(c_int64), POINTER(c_int32), POINTER(c_int64)])
+
+# bdl_status bdl_kfac_accumulator_add(bdl_kfac_accumulator *accumulator, int64_t layer,
+#                                     const double *a, int64_t n, int64_t positions,
+#                                     const double *g, int64_t k);
+_declare("bdl_kfac_accumulator_add", bdl_status, [_handle, c_int64, _dptr, c_int64, c_int64, _dptr, c_int64])
+
+# bdl_status bdl_kfac_accumulator_merge(bdl_kfac_accumulator *accumulator,
+#                                       const bdl_kfac_accumulator *other);
+_declare("bdl_kfac_accumulator_merge", bdl_status, [_handle, _handle])
+
+# bdl_status bdl_kfac_accumulator_save(const bdl_kfac_accumulator *accumulator,
+#                                      const char *path);
+_declare("bdl_kfac_accumulator_save", bdl_status, [_handle, c_char_p])
+
+# bdl_status bdl_kfac_accumulator_load(const char *path, bdl_kfac_accumulator **out_accumulator);
+_declare("bdl_kfac_accumulator_load", bdl_status, [c_char_p, POINTER(_handle)])
+
+# bdl_status bdl_kfac_accumulator_finalize(const bdl_kfac_accumulator *accumulator,
+#                                          bdl_curvature **out_curvature);
+_declare("bdl_kfac_accumulator_finalize", bdl_status, [_handle, POINTER(_handle)])
 
 #: The C functions declared above, in header order (compared with the header by the tests).
 DECLARED_FUNCTIONS: Tuple[str, ...] = tuple(_declared)

@@ -81,6 +81,9 @@ CONSTANT_GROUPS = {
     "BDL_LIKELIHOOD_": _lib.LIKELIHOOD_CONSTANTS,
     "BDL_OPTIMIZER_": _lib.OPTIMIZER_CONSTANTS,
     "BDL_SCHEDULE_": _lib.SCHEDULE_CONSTANTS,
+    "BDL_CURVATURE_": _lib.CURVATURE_CONSTANTS,
+    "BDL_FISHER_": _lib.FISHER_CONSTANTS,
+    "BDL_KFAC_": _lib.KFAC_CONSTANTS,
 }
 
 
@@ -160,7 +163,9 @@ def header_struct_declarations(name):
 CTYPES_OF_FIELD = dict(CTYPES_OF, uint64_t=ctypes.c_uint64)
 
 
-@pytest.mark.parametrize("struct", [_lib.bdl_layer_spec, _lib.bdl_train_params, _lib.bdl_train_progress])
+@pytest.mark.parametrize(
+    "struct", [_lib.bdl_layer_spec, _lib.bdl_train_params, _lib.bdl_train_progress, _lib.bdl_curvature_params]
+)
 def test_network_structs_mirror_header(struct):
     header = header_struct_declarations(struct.__name__)
     fields = struct._fields_
@@ -181,7 +186,8 @@ def test_progress_callback_type_matches_header():
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 @pytest.mark.parametrize(
-    "struct", [_lib.bdl_blas_info_t, _lib.bdl_layer_spec, _lib.bdl_train_params, _lib.bdl_train_progress]
+    "struct",
+    [_lib.bdl_blas_info_t, _lib.bdl_layer_spec, _lib.bdl_train_params, _lib.bdl_train_progress, _lib.bdl_curvature_params],
 )
 def test_struct_layout_matches_c_compiler(tmp_path, struct):
     """sizeof and every offsetof as a C compiler lays the header's struct out."""

@@ -6,7 +6,6 @@ so these tests need no PyTorch. Only the from_torch/to_torch round trip needs it
 without it.
 """
 
-import json
 import os
 
 import numpy as np
@@ -29,7 +28,7 @@ from bdlcore import (
     _lib,
 )
 
-from _support import REPO_ROOT, rng
+from _support import REPO_ROOT, hessian_square_root, layer_from_spec, read_fixture, rng
 
 FIXTURE_DIR = os.path.join(REPO_ROOT, "Tests", "Fixtures", "engine")
 FIXTURES = sorted(name[: -len(".npz")] for name in os.listdir(FIXTURE_DIR) if name.endswith(".npz"))
@@ -55,32 +54,8 @@ def assert_close(got, want, what, tol=REFERENCE_TOL):
     )
 
 
-def layer_from_spec(entry):
-    """Our layer for one dict of a fixture's `spec` (keys as in the fixture README)."""
-    kind = entry["type"]
-    if kind == "Linear":
-        return Linear(entry["in_features"], entry["out_features"], bias=entry["bias"])
-    if kind == "Conv2d":
-        return Conv2d(
-            entry["in_channels"], entry["out_channels"], entry["kernel_size"],
-            stride=entry["stride"], padding=entry["padding"], bias=entry["bias"],
-        )
-    if kind == "AvgPool2d":
-        return AvgPool2d(entry["kernel_size"])
-    simple = {
-        "ReLU": ReLU, "Tanh": Tanh, "Sigmoid": Sigmoid, "GELU": GELU, "Identity": Identity,
-        "Flatten": Flatten, "GlobalAvgPool2d": GlobalAvgPool2d, "MeanOverSequence": MeanOverSequence,
-    }
-    return simple[kind]()
-
-
 def load_fixture(name):
-    with np.load(os.path.join(FIXTURE_DIR, name + ".npz")) as data:
-        fixture = {key: data[key] for key in data.files}
-    fixture["spec"] = json.loads(str(fixture["spec"]))
-    fixture["likelihood"] = str(fixture["likelihood"])
-    fixture["input_shape"] = tuple(int(d) for d in fixture["input_shape"])
-    return fixture
+    return read_fixture(os.path.join(FIXTURE_DIR, name + ".npz"))
 
 
 def build(fixture):
@@ -117,18 +92,8 @@ def per_example_gradients(net, statistics):
 
 
 def hessian_square_root_vectors(fixture):
-    """V (N, K, C) whose rows V[n, k] are the columns of S_n, S_n S_nᵀ = Λ_n (DESIGN §4).
-
-    Categorical: column k of S_n is √p_k (e_k − p), p = softmax(f_n). Gaussian at σ = 1: S_n = I.
-    """
-    f = fixture["outputs"]
-    n, c = f.shape
-    if fixture["likelihood"] == "regression":
-        return np.broadcast_to(np.eye(c), (n, c, c)).copy()
-    z = f - f.max(axis=1, keepdims=True)
-    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    # V[n, k, c] = √p_k (δ_kc − p_c)
-    return np.sqrt(p)[:, :, None] * (np.eye(c)[None, :, :] - p[:, None, :])
+    """V (N, K, C) whose rows V[n, k] are the columns of S_n, S_n S_nᵀ = Λ_n (DESIGN §4)."""
+    return hessian_square_root(fixture["outputs"], fixture["likelihood"])
 
 
 # ---------------------------------------------------------------------------------------------
