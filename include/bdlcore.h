@@ -7,7 +7,7 @@
  *
  * Conventions (they hold for every function below)
  * ------------------------------------------------
- * - Every fallible function returns a bdl_status (BDL_OK = 0). Results are written to the trailing
+ * - Every fallible function returns a bdl_status, BDL_OK = 0 on success. Results go to the trailing
  *   `out` pointers, and only when the call returns BDL_OK: on failure no output is touched.
  * - On failure bdl_last_error_message() describes what went wrong, naming the argument and value.
  * - Matrices are double precision, row-major, C-contiguous, with explicit dimensions.

@@ -401,8 +401,9 @@ class EKFAC(_KroneckerCurvature):
     ∇W_{n,k} = Σ_r g_{n,k,r} a_{n,r}ᵀ example n's weight gradient for output vector k; per bias
     block Q_B diag(Λ_b) Q_Bᵀ, Λ_b,i = Σ_{n,k} ((Q_Bᵀ ∇b_{n,k})_i)² (curvlinops' rule). Λ is
     the exact diagonal of G's block in that eigenbasis, so each block is at least as close to
-    G's block in Frobenius norm as K-FAC's (which uses β_i α_j in the same basis). kronfluence averages these over N (and appends the bias to the input): its score at
-    damping d equals N × ours at damping N·d on a bias-free model.
+    G's block in Frobenius norm as K-FAC's (which uses β_i α_j in the same basis).
+    kronfluence averages these over N (and appends the bias to the input): its score at damping
+    d equals N × ours at damping N·d on a bias-free model.
 
     Arguments, lifetime and errors as :class:`KFAC`; fitting makes a second pass over the data.
     """
