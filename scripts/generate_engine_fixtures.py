@@ -21,6 +21,9 @@ the ``.npz`` archives are written with fixed timestamps and no compression, so
 re-running with the same torch version reproduces the files byte for byte
 (up to rounding differences between torch builds).
 
+The layer specs, seeding, parameter and data draws and the ``.npz`` writer are shared
+with ``generate_kfac_fixtures.py`` through ``fixture_common.py`` in this folder.
+
 File format: each ``.npz`` is an uncompressed (stored) ZIP archive of ``.npy``
 version 1.0 entries, little-endian, C order. Strings (``spec``, ``likelihood``,
 ``torch_version``) are 0-d numpy unicode arrays (dtype ``<U…``, UTF-32LE).
@@ -37,91 +40,29 @@ Conventions (see DESIGN.md §4):
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.func import functional_call, jacrev
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-OUT_DIR = REPO_ROOT / "Tests" / "Fixtures" / "engine"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # fixture_common.py, run as a script
+
+from fixture_common import (  # noqa: E402
+    REPO_ROOT, GlobalAvgPool2d, MeanOverSequence, assert_close, base_arrays, configure_torch,
+    draw_data, full_jacobian, im2col, loss_fn, readme_file_section, seeded_model, write_fixture)
+
 OUT_DIR_REL = "Tests/Fixtures/engine"
+OUT_DIR = REPO_ROOT / OUT_DIR_REL
 
 K = 3  # number of output vectors per example in V
-PARAM_SCALE = 0.5  # parameters are randn * PARAM_SCALE (not PyTorch's default init)
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamp for byte-reproducible archives
 
 # Tolerance of the self-consistency asserts: all quantities are float64 and the
 # models are tiny, so independent computations agree to a few ulps of O(1) values.
 RTOL = 1e-11
 ATOL = 1e-11
-
-
-class MeanOverSequence(nn.Module):
-    """Mean over the sequence axis: (N, T, D) -> (N, D)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=1)
-
-
-class GlobalAvgPool2d(nn.Module):
-    """Mean over H and W: (N, C, H, W) -> (N, C); AdaptiveAvgPool2d(1) then Flatten."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3))
-
-
-def _as_int(v, what: str) -> int:
-    if isinstance(v, tuple):
-        assert all(e == v[0] for e in v), f"non-square {what}: {v}"
-        v = v[0]
-    assert isinstance(v, int), f"{what} must be an int, got {v!r}"
-    return v
-
-
-def layer_spec(m: nn.Module) -> dict:
-    """The bdlcore layer dictionary of one module (exact keys of the spec)."""
-    if isinstance(m, nn.Linear):
-        return {"type": "Linear", "in_features": m.in_features,
-                "out_features": m.out_features, "bias": m.bias is not None}
-    if isinstance(m, nn.Conv2d):
-        assert _as_int(m.dilation, "dilation") == 1 and m.groups == 1
-        assert isinstance(m.padding, (int, tuple)), "string padding is not supported"
-        return {"type": "Conv2d", "in_channels": m.in_channels,
-                "out_channels": m.out_channels,
-                "kernel_size": _as_int(m.kernel_size, "kernel_size"),
-                "stride": _as_int(m.stride, "stride"),
-                "padding": _as_int(m.padding, "padding"),
-                "bias": m.bias is not None}
-    if isinstance(m, nn.ReLU):
-        return {"type": "ReLU"}
-    if isinstance(m, nn.Tanh):
-        return {"type": "Tanh"}
-    if isinstance(m, nn.Sigmoid):
-        return {"type": "Sigmoid"}
-    if isinstance(m, nn.GELU):
-        assert m.approximate == "none", "only the exact (erf) GELU is specified"
-        return {"type": "GELU"}
-    if isinstance(m, nn.Identity):
-        return {"type": "Identity"}
-    if isinstance(m, nn.Flatten):
-        assert m.start_dim == 1 and m.end_dim == -1
-        return {"type": "Flatten"}
-    if isinstance(m, nn.AvgPool2d):
-        k = _as_int(m.kernel_size, "kernel_size")
-        assert _as_int(m.stride, "stride") == k and _as_int(m.padding, "padding") == 0
-        assert not m.ceil_mode
-        return {"type": "AvgPool2d", "kernel_size": k}
-    if isinstance(m, GlobalAvgPool2d):
-        return {"type": "GlobalAvgPool2d"}
-    if isinstance(m, MeanOverSequence):
-        return {"type": "MeanOverSequence"}
-    raise TypeError(f"no bdlcore spec for module {m!r}")
 
 
 def build_models() -> list[dict]:
@@ -157,44 +98,20 @@ def build_models() -> list[dict]:
     ]
 
 
-def loss_fn(f: torch.Tensor, y: torch.Tensor, likelihood: str) -> torch.Tensor:
-    if likelihood == "classification":
-        return nn.CrossEntropyLoss(reduction="sum")(f, y)
-    return 0.5 * ((f - y) ** 2).sum()
-
-
 def close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
-    assert a.shape == b.shape, f"{what}: shape {tuple(a.shape)} vs {tuple(b.shape)}"
-    if not torch.allclose(a, b, rtol=RTOL, atol=ATOL):
-        err = (a - b).abs().max().item()
-        raise AssertionError(f"{what}: max abs difference {err:.3e}")
+    assert_close(a, b, what, rtol=RTOL, atol=ATOL)
 
 
 def generate(defn: dict) -> dict[str, np.ndarray]:
     name, likelihood, n = defn["name"], defn["likelihood"], defn["n"]
-    torch.manual_seed(defn["seed"])
-    gen = torch.Generator().manual_seed(defn["seed"])
-
-    model = defn["model"]()
-    spec = [layer_spec(m) for m in model]
-
-    # Generic parameter values: randn * 0.5, in parameter-vector order.
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * PARAM_SCALE)
-    theta = nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    # Generic parameter values: randn * 0.5, in parameter-vector order; then X, y, V.
+    gen, model, spec, theta = seeded_model(defn)
     P = theta.numel()
-
-    X = torch.randn((n, *defn["input_shape"]), generator=gen)
-    with torch.no_grad():
-        C = model(X).shape[-1]
-    if likelihood == "classification":
-        y = torch.randint(0, C, (n,), generator=gen, dtype=torch.int64)
-    else:
-        y = torch.randn((n, C), generator=gen)
+    X, outputs, y = draw_data(defn, model, gen)
+    C = outputs.shape[-1]
     V = torch.randn((n, K, C), generator=gen)
 
-    # Outputs, loss, gradient.
+    # Outputs (again, now with autograd), loss, gradient.
     outputs = model(X)
     assert outputs.shape == (n, C)
     loss = loss_fn(outputs, y, likelihood)
@@ -203,17 +120,7 @@ def generate(defn: dict) -> dict[str, np.ndarray]:
     outputs, loss = outputs.detach(), loss.detach()
 
     # Full Jacobian (N, C, P) with respect to the flat parameter vector.
-    names_shapes = [(nm, p.shape) for nm, p in model.named_parameters()]
-
-    def f_of_theta(t: torch.Tensor) -> torch.Tensor:
-        params, off = {}, 0
-        for nm, shp in names_shapes:
-            k = int(np.prod(shp))
-            params[nm] = t[off:off + k].reshape(shp)
-            off += k
-        return functional_call(model, params, (X,))
-
-    jacobian = jacrev(f_of_theta)(theta)
+    jacobian = full_jacobian(model, X, theta)
     assert jacobian.shape == (n, C, P)
 
     # Residual Λ-free check: gradient = Σ_n J_nᵀ r_n with r = p - onehot(y) or f - y.
@@ -262,8 +169,7 @@ def generate(defn: dict) -> dict[str, np.ndarray]:
                 g = torch.stack(g_k, dim=1)
             W2 = m.weight.detach()
         else:
-            a = F.unfold(x_in, kernel_size=m.kernel_size, padding=m.padding,
-                         stride=m.stride, dilation=m.dilation).transpose(1, 2)
+            a = im2col(m, x_in)
             nb, co, ho, wo = out.shape
             g = torch.stack([gk.reshape(nb, co, ho * wo).transpose(1, 2) for gk in g_k], dim=1)
             W2 = m.weight.detach().reshape(m.out_channels, -1)
@@ -286,44 +192,17 @@ def generate(defn: dict) -> dict[str, np.ndarray]:
         arrays[f"g_{idx}"] = g.numpy().copy()
     assert offset == P, f"{name}: parametric layers cover {offset} of {P} parameters"
 
-    base = {
-        "spec": np.array(json.dumps(spec)),
-        "input_shape": np.array(defn["input_shape"], dtype=np.int64),
-        "likelihood": np.array(likelihood),
-        "torch_version": np.array(torch.__version__),
-        "parameters": theta.numpy().copy(),
-        "X": X.numpy().copy(),
-        "y": y.numpy().copy(),
-        "outputs": outputs.numpy().copy(),
+    base = base_arrays(defn, spec, theta, X, y, outputs)
+    base.update({
         "loss": np.array(loss.item(), dtype=np.float64),
         "gradient": gradient.detach().numpy().copy(),
         "jacobian": jacobian.detach().numpy().copy(),
         "V": V.numpy().copy(),
         "vjp": vjp.detach().numpy().copy(),
         "ggn": ggn.detach().numpy().copy(),
-    }
+    })
     base.update(arrays)
-    for key, arr in base.items():
-        if arr.dtype.kind == "f":
-            assert arr.dtype == np.float64, f"{name}/{key} is {arr.dtype}"
     return base
-
-
-def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """An uncompressed .npz with fixed timestamps, so reruns give identical bytes."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        for key, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.array(arr, order="C"), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=ZIP_DATE)
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, buf.getvalue())
-
-
-def shape_str(arr: np.ndarray) -> str:
-    if arr.dtype.kind == "U":
-        return "string"
-    return f"{arr.dtype.name} {tuple(arr.shape)}"
 
 
 def write_readme(results: dict[str, dict[str, np.ndarray]], sizes: dict[str, int]) -> None:
@@ -390,46 +269,20 @@ def write_readme(results: dict[str, dict[str, np.ndarray]], sizes: dict[str, int
         "",
     ]
     for name, arrays in results.items():
-        spec = json.loads(str(arrays["spec"]))
-        P = arrays["parameters"].shape[0]
-        N, C = arrays["outputs"].shape
-        layers = ", ".join(
-            l["type"] + (f"({l['in_features']}, {l['out_features']})" if l["type"] == "Linear" else
-                         f"({l['in_channels']}, {l['out_channels']}, k={l['kernel_size']}, "
-                         f"s={l['stride']}, p={l['padding']}"
-                         f"{'' if l['bias'] else ', no bias'})" if l["type"] == "Conv2d" else
-                         f"({l['kernel_size']})" if l["type"] == "AvgPool2d" else "")
-            for l in spec)
-        lines.append(f"### `{name}.npz` ({sizes[name]:,} bytes)")
-        lines.append("")
-        lines.append(f"{str(arrays['likelihood'])}; input {arrays['input_shape'].tolist()}; "
-                     f"N = {N}, C = {C}, P = {P}, K = {K}.")
-        lines.append(f"Layers: {layers}.")
-        lines.append("")
-        lines.append("| key | dtype and shape |")
-        lines.append("| --- | --- |")
-        for key, arr in arrays.items():
-            lines.append(f"| `{key}` | {shape_str(arr)} |")
-        lines.append("")
+        lines += readme_file_section(name, arrays, sizes[name], f", K = {K}")
     (OUT_DIR / "README.md").write_text("\n".join(lines))
 
 
 def main() -> None:
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    configure_torch()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     results, sizes = {}, {}
     for defn in build_models():
         arrays = generate(defn)
         path = OUT_DIR / f"{defn['name']}.npz"
-        write_npz(path, arrays)
-        # Round trip through numpy's reader.
-        with np.load(path, allow_pickle=False) as back:
-            assert list(back.keys()) == list(arrays.keys())
-            for key, arr in arrays.items():
-                assert back[key].dtype == arr.dtype and np.array_equal(back[key], arr)
-        results[defn["name"]], sizes[defn["name"]] = arrays, path.stat().st_size
+        # float64 check, write, and round trip through numpy's reader.
+        size = write_fixture(path, arrays)
+        results[defn["name"]], sizes[defn["name"]] = arrays, size
         print(f"{OUT_DIR_REL}/{path.name}: {sizes[defn['name']]:,} bytes, "
               f"P = {arrays['parameters'].shape[0]}")
     write_readme(results, sizes)

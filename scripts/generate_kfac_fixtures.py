@@ -23,7 +23,9 @@ in a separate virtualenv (the pattern ``.venv*/`` is gitignored). From the repos
     .venv-fixtures/bin/python scripts/generate_kfac_fixtures.py
 
 Deterministic: seeded ``torch.Generator`` per model, float64 everywhere, one thread, fixed
-ZIP timestamps, no compression (the same file format as the engine fixtures).
+ZIP timestamps, no compression (the same file format as the engine fixtures). The layer
+specs, seeding, parameter and data draws and the ``.npz`` writer are shared with
+``generate_engine_fixtures.py`` through ``fixture_common.py`` in this folder.
 
 Conversions from curvlinops 3.0.1 to bdlcore (see the README written next to the files):
 - curvlinops is called with ``separate_weight_and_bias=True`` (its default): A has no
@@ -40,28 +42,30 @@ Conversions from curvlinops 3.0.1 to bdlcore (see the README written next to the
 from __future__ import annotations
 
 import importlib.metadata
-import io
 import json
+import sys
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.func import functional_call, jacrev, vmap
+from torch.func import jacrev, vmap
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # fixture_common.py, run as a script
+
+from fixture_common import (  # noqa: E402
+    REPO_ROOT, MeanOverSequence, assert_close, base_arrays, configure_torch, draw_data,
+    full_jacobian, im2col, loss_fn, readme_file_section, seeded_model, write_fixture)
 
 warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.script notices on import
 
 from curvlinops import FisherType, KFACLinearOperator, KFACType  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-OUT_DIR = REPO_ROOT / "Tests" / "Fixtures" / "kfac"
 OUT_DIR_REL = "Tests/Fixtures/kfac"
+OUT_DIR = REPO_ROOT / OUT_DIR_REL
 
-PARAM_SCALE = 0.5  # parameters are randn * PARAM_SCALE (not PyTorch's default init)
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamp for byte-reproducible archives
 MAX_FILE_BYTES = 500_000
 
 # Agreement required between the library factors and the independent torch computation:
@@ -83,47 +87,6 @@ VARIANTS = [
     ("expand_empirical", KFACType.EXPAND, FisherType.EMPIRICAL),
     ("reduce_empirical", KFACType.REDUCE, FisherType.EMPIRICAL),
 ]
-
-
-class MeanOverSequence(nn.Module):
-    """Mean over the sequence axis: (N, T, D) -> (N, D)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=1)
-
-
-def _as_int(v, what: str) -> int:
-    if isinstance(v, tuple):
-        assert all(e == v[0] for e in v), f"non-square {what}: {v}"
-        v = v[0]
-    assert isinstance(v, int), f"{what} must be an int, got {v!r}"
-    return v
-
-
-def layer_spec(m: nn.Module) -> dict:
-    """The bdlcore layer dictionary of one module (same keys as the engine fixtures)."""
-    if isinstance(m, nn.Linear):
-        return {"type": "Linear", "in_features": m.in_features,
-                "out_features": m.out_features, "bias": m.bias is not None}
-    if isinstance(m, nn.Conv2d):
-        assert _as_int(m.dilation, "dilation") == 1 and m.groups == 1
-        assert isinstance(m.padding, (int, tuple)), "string padding is not supported"
-        return {"type": "Conv2d", "in_channels": m.in_channels,
-                "out_channels": m.out_channels,
-                "kernel_size": _as_int(m.kernel_size, "kernel_size"),
-                "stride": _as_int(m.stride, "stride"),
-                "padding": _as_int(m.padding, "padding"),
-                "bias": m.bias is not None}
-    if isinstance(m, nn.ReLU):
-        return {"type": "ReLU"}
-    if isinstance(m, nn.Tanh):
-        return {"type": "Tanh"}
-    if isinstance(m, nn.Flatten):
-        assert m.start_dim == 1 and m.end_dim == -1
-        return {"type": "Flatten"}
-    if isinstance(m, MeanOverSequence):
-        return {"type": "MeanOverSequence"}
-    raise TypeError(f"no bdlcore spec for module {m!r}")
 
 
 def build_models() -> list[dict]:
@@ -166,12 +129,7 @@ def curvlinops_loss(likelihood: str, reduction: str = "sum") -> nn.Module:
 
 def close(a: torch.Tensor, b: torch.Tensor, what: str) -> float:
     """Assert agreement; returns the max abs difference."""
-    assert a.shape == b.shape, f"{what}: shape {tuple(a.shape)} vs {tuple(b.shape)}"
-    err = (a - b).abs().max().item() if a.numel() else 0.0
-    if not torch.allclose(a, b, rtol=RTOL, atol=ATOL):
-        raise AssertionError(f"{what}: max abs difference {err:.3e} "
-                             f"(max |reference| {b.abs().max().item():.3e})")
-    return err
+    return assert_close(a, b, what, rtol=RTOL, atol=ATOL)
 
 
 # ----------------------------------------------------------------------------------------
@@ -221,8 +179,7 @@ def layer_quantities(model: nn.Sequential, X: torch.Tensor, idx: int):
             assert x_in.dim() == 3
             a = x_in
     else:
-        a = F.unfold(x_in, kernel_size=m.kernel_size, padding=m.padding,
-                     stride=m.stride, dilation=m.dilation).transpose(1, 2)
+        a = im2col(m, x_in)
         co = m.out_channels
         dz = dz.reshape(n, C, co, -1).transpose(2, 3)
         W2 = m.weight.detach().reshape(co, -1)
@@ -279,41 +236,16 @@ def curvlinops_factors(model, X, y, likelihood, approx, fisher_type, reduction="
 
 def generate(defn: dict, report: list[str]) -> dict[str, np.ndarray]:
     name, likelihood, n = defn["name"], defn["likelihood"], defn["n"]
-    torch.manual_seed(defn["seed"])
-    gen = torch.Generator().manual_seed(defn["seed"])
-
-    model = defn["model"]()
-    spec = [layer_spec(m) for m in model]
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * PARAM_SCALE)
-    theta = nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    gen, model, spec, theta = seeded_model(defn)
     P = theta.numel()
-
-    X = torch.randn((n, *defn["input_shape"]), generator=gen)
-    with torch.no_grad():
-        outputs = model(X)
+    X, outputs, y = draw_data(defn, model, gen)
     C = outputs.shape[-1]
-    if likelihood == "classification":
-        y = torch.randint(0, C, (n,), generator=gen, dtype=torch.int64)
-    else:
-        y = torch.randn((n, C), generator=gen)
 
     layer_idxs = [i for i, m in enumerate(model) if isinstance(m, (nn.Linear, nn.Conv2d))]
     quantities = {i: layer_quantities(model, X, i) for i in layer_idxs}
 
     # Full parameter Jacobian (N, C, P), to check the per-layer a, dz against it.
-    names_shapes = [(nm, p.shape) for nm, p in model.named_parameters()]
-
-    def f_of_theta(t: torch.Tensor) -> torch.Tensor:
-        params, off = {}, 0
-        for nm, shp in names_shapes:
-            k = int(np.prod(shp))
-            params[nm] = t[off:off + k].reshape(shp)
-            off += k
-        return functional_call(model, params, (X,))
-
-    jac = jacrev(f_of_theta)(theta)
+    jac = full_jacobian(model, X, theta)
     off = 0
     for i in layer_idxs:
         a, dz = quantities[i]
@@ -327,26 +259,16 @@ def generate(defn: dict, report: list[str]) -> dict[str, np.ndarray]:
             off += dout
     assert off == P
 
-    arrays: dict[str, np.ndarray] = {
-        "spec": np.array(json.dumps(spec)),
-        "input_shape": np.array(defn["input_shape"], dtype=np.int64),
-        "likelihood": np.array(likelihood),
-        "torch_version": np.array(torch.__version__),
-        "curvlinops_version": np.array(CURVLINOPS_VERSION),
-        "laplace_version": np.array(LAPLACE_VERSION),
-        "parameters": theta.numpy().copy(),
-        "X": X.numpy().copy(),
-        "y": y.numpy().copy(),
-        "outputs": outputs.numpy().copy(),
-    }
+    arrays = base_arrays(defn, spec, theta, X, y, outputs,
+                         {"curvlinops_version": CURVLINOPS_VERSION,
+                          "laplace_version": LAPLACE_VERSION})
     conversions: dict[str, dict] = {}
 
     for prefix, approx, fisher_type in VARIANTS:
         fisher = "exact" if fisher_type == FisherType.TYPE2 else "empirical"
         vecs = output_vectors(outputs, y, likelihood, fisher)  # (N, C, K)
         if fisher == "empirical":  # Σ_n J_nᵀ r_n is the gradient of the summed loss
-            loss = (nn.CrossEntropyLoss(reduction="sum")(model(X), y)
-                    if likelihood == "classification" else 0.5 * ((model(X) - y) ** 2).sum())
+            loss = loss_fn(model(X), y, likelihood)
             grad = torch.cat([g.reshape(-1) for g in
                               torch.autograd.grad(loss, list(model.parameters()))])
             close(torch.einsum("ncp,nc->p", jac, vecs[:, :, 0]), grad,
@@ -424,40 +346,7 @@ def generate(defn: dict, report: list[str]) -> dict[str, np.ndarray]:
                       "expand_exact and the reference")
 
     arrays["conversions"] = np.array(json.dumps(conversions))
-    for key, arr in arrays.items():
-        if arr.dtype.kind == "f":
-            assert arr.dtype == np.float64, f"{name}/{key} is {arr.dtype}"
     return arrays
-
-
-def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """An uncompressed .npz with fixed timestamps, so reruns give identical bytes."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        for key, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.array(arr, order="C"), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=ZIP_DATE)
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, buf.getvalue())
-
-
-def shape_str(arr: np.ndarray) -> str:
-    if arr.dtype.kind == "U":
-        return "string"
-    return f"{arr.dtype.name} {tuple(arr.shape)}"
-
-
-def layers_str(spec: list[dict]) -> str:
-    out = []
-    for l in spec:
-        if l["type"] == "Linear":
-            out.append(f"Linear({l['in_features']}, {l['out_features']})")
-        elif l["type"] == "Conv2d":
-            out.append(f"Conv2d({l['in_channels']}, {l['out_channels']}, k={l['kernel_size']}, "
-                       f"s={l['stride']}, p={l['padding']}{'' if l['bias'] else ', no bias'})")
-        else:
-            out.append(l["type"])
-    return ", ".join(out)
 
 
 def write_readme(results: dict[str, dict[str, np.ndarray]], sizes: dict[str, int]) -> None:
@@ -571,38 +460,18 @@ def write_readme(results: dict[str, dict[str, np.ndarray]], sizes: dict[str, int
         "",
     ]
     for name, arrays in results.items():
-        spec = json.loads(str(arrays["spec"]))
-        N, C = arrays["outputs"].shape
-        P = arrays["parameters"].shape[0]
-        lines.append(f"### `{name}.npz` ({sizes[name]:,} bytes)")
-        lines.append("")
-        lines.append(f"{str(arrays['likelihood'])}; input {arrays['input_shape'].tolist()}; "
-                     f"N = {N}, C = {C}, P = {P}.")
-        lines.append(f"Layers: {layers_str(spec)}.")
-        lines.append("")
-        lines.append("| key | dtype and shape |")
-        lines.append("| --- | --- |")
-        for key, arr in arrays.items():
-            lines.append(f"| `{key}` | {shape_str(arr)} |")
-        lines.append("")
+        lines += readme_file_section(name, arrays, sizes[name])
     (OUT_DIR / "README.md").write_text("\n".join(lines))
 
 
 def main() -> None:
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    configure_torch()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     results, sizes, report = {}, {}, []
     for defn in build_models():
         arrays = generate(defn, report)
         path = OUT_DIR / f"{defn['name']}.npz"
-        write_npz(path, arrays)
-        with np.load(path, allow_pickle=False) as back:
-            assert list(back.keys()) == list(arrays.keys())
-            for key, arr in arrays.items():
-                assert back[key].dtype == arr.dtype and np.array_equal(back[key], arr)
-        size = path.stat().st_size
+        size = write_fixture(path, arrays)
         assert size < MAX_FILE_BYTES, f"{path.name} is {size} bytes"
         results[defn["name"]], sizes[defn["name"]] = arrays, size
         print(f"{OUT_DIR_REL}/{path.name}: {size:,} bytes, P = {arrays['parameters'].shape[0]}")
