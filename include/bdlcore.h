@@ -515,8 +515,9 @@ BDL_API bdl_status bdl_model_train(bdl_model *model, const double *X, int64_t n,
  * conventions); every query takes the scale h (1/σ² for regression, 1/T) and a damping δ and
  * works on M = h·G + δ·I. K-FAC holds one block per weight, B ⊗ A (B: Σ g gᵀ, the output-gradient
  * factor; A: the mean of a aᵀ, the input factor), and one per bias, B ⊗ [1]; EK-FAC keeps K-FAC's
- * eigenbases and refits the eigenvalues to the per-example gradients. All damped inverses are exact
- * through the eigendecompositions: 1/(h·λ + δ) per eigenvalue (no π-damping).
+ * eigenbases and refits the eigenvalues to the per-example gradients. Damped inverses are exact
+ * through the eigendecompositions, 1/(h·λ + δ) per eigenvalue, unless a K-FAC handle is switched
+ * to a factored (π-)damping with bdl_curvature_set_kfac_damping.
  * Parameters not in a Linear/Conv2d layer do not exist in these networks, so every structure
  * covers all P parameters, in parameter-vector order.
  * ------------------------------------------------------------------------------------------- */
@@ -575,6 +576,23 @@ BDL_API bdl_status bdl_curvature_fit(const bdl_model *model, const double *X, in
 
 /** Releases a curvature. NULL is accepted and ignored. */
 BDL_API void bdl_curvature_free(bdl_curvature *curvature);
+
+/** How K-FAC adds the damping δ (bdl_curvature_set_kfac_damping). */
+enum {
+  BDL_KFAC_DAMPING_EXACT = 1,     /**< scale·B⊗A + δ·I, exact through the eigenbasis (the default) */
+  BDL_KFAC_DAMPING_FACTORED = 2,  /**< (√scale·B + √δ·I) ⊗ (√scale·A + √δ·I) (laplace-torch's damped Kron) */
+  BDL_KFAC_DAMPING_PI = 3         /**< (√scale·B + (√δ/π)·I) ⊗ (√scale·A + π√δ·I), π = √((tr A/n_A)/(tr B/n_B))
+                                       (Martens & Grosse 2015, §6.3) */
+};
+
+/**
+ * Sets how every later query of a K-FAC curvature (log det, powers, diagonal, dense) adds the
+ * damping: BDL_KFAC_DAMPING_EXACT (default) or one of the factored heuristics, which equal
+ * scale·B⊗A + √(scale·δ)·(π·B⊗I + I⊗A/π) + δ·I and need δ ≥ 0.
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (unknown mode); BDL_WRONG_STATE (not K-FAC: the GGN kinds
+ *         have no factors); BDL_UNSUPPORTED (EK-FAC, whose refit eigenvalues are not products).
+ */
+BDL_API bdl_status bdl_curvature_set_kfac_damping(bdl_curvature *curvature, int32_t mode);
 
 /** Kind (BDL_CURVATURE_*), P, and the number of K-FAC layers (0 for the GGN kinds); any out may be NULL. */
 BDL_API bdl_status bdl_curvature_info(const bdl_curvature *curvature, int32_t *out_kind,
@@ -641,15 +659,24 @@ BDL_API bdl_status bdl_kfac_accumulator_layer(const bdl_kfac_accumulator *accumu
 
 /**
  * Adds a batch for layer `layer`: a (n, positions, d_in) and g (n, k, positions, d_out), row-major
- * (positions = 1 for a plain dense layer). On any error the accumulator is unchanged.
+ * (positions = 1 for a plain dense layer). k must be the same in every batch of a layer (B sums
+ * over the k vectors). On any error the accumulator is unchanged.
  * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL, layer out of range, n/positions/k < 1, overflow);
- *         BDL_NON_FINITE_INPUT.
+ *         BDL_NON_FINITE_INPUT; BDL_SHAPE_MISMATCH (k differs from earlier batches).
  */
 BDL_API bdl_status bdl_kfac_accumulator_add(bdl_kfac_accumulator *accumulator, int64_t layer,
                                             const double *a, int64_t n, int64_t positions,
                                             const double *g, int64_t k);
 
-/** accumulator ← accumulator ∪ other; BDL_SHAPE_MISMATCH if their layers or flavours differ. */
+/**
+ * As bdl_kfac_accumulator_add for float32 statistics (half the memory of captured activations);
+ * they are converted and accumulated in float64.
+ */
+BDL_API bdl_status bdl_kfac_accumulator_add_f32(bdl_kfac_accumulator *accumulator, int64_t layer,
+                                                const float *a, int64_t n, int64_t positions,
+                                                const float *g, int64_t k);
+
+/** accumulator ← accumulator ∪ other; BDL_SHAPE_MISMATCH if their layers, flavours or K differ. */
 BDL_API bdl_status bdl_kfac_accumulator_merge(bdl_kfac_accumulator *accumulator,
                                               const bdl_kfac_accumulator *other);
 

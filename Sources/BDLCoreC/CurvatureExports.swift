@@ -8,10 +8,18 @@ import Glibc
 // Curvature (see the "Curvature" section of bdlcore.h).
 
 /// What a `bdl_curvature*` holds: the operator, its kind, and the K-FAC blocks when it has them.
-final class CurvatureHandle: Sendable {
+final class CurvatureHandle: @unchecked Sendable {  // mutated only by its one user thread
   let kind: Int32
-  let operator_: any CurvatureOperator
-  let kfac: KFAC?
+  private(set) var operator_: any CurvatureOperator
+  private(set) var kfac: KFAC?
+
+  /// Switches a K-FAC curvature's damping form (its operator becomes the re-damped K-FAC).
+  func setDamping(_ mode: KroneckerDamping) throws(BDLError) {
+    guard let kfac else { throw .wrongState("this curvature (kind \(kind)) has no Kronecker factors to damp") }
+    let damped = try kfac.withDamping(mode)
+    self.kfac = damped
+    self.operator_ = damped
+  }
   init(kind: Int32, operator_: any CurvatureOperator, kfac: KFAC?) {
     self.kind = kind
     self.operator_ = operator_
@@ -97,6 +105,19 @@ public func bdl_curvature_fit(
 @c @implementation
 public func bdl_curvature_free(_ curvature: OpaquePointer!) {
   Handles.free(curvature, kind: .curvature, as: CurvatureHandle.self, "curvature")
+}
+
+@c @implementation
+public func bdl_curvature_set_kfac_damping(_ curvature: OpaquePointer!, _ mode: Int32) -> bdl_status {
+  exported { () throws(BDLError) in
+    let c = try curvatureHandle(curvature)
+    switch Int(mode) {
+    case BDL_KFAC_DAMPING_EXACT: try c.setDamping(.exact)
+    case BDL_KFAC_DAMPING_FACTORED: try c.setDamping(.factored(balanced: false))
+    case BDL_KFAC_DAMPING_PI: try c.setDamping(.factored(balanced: true))
+    default: throw .invalidArgument("mode = \(mode) is not a BDL_KFAC_DAMPING_* value")
+    }
+  }
 }
 
 @c @implementation
@@ -254,23 +275,48 @@ public func bdl_kfac_accumulator_layer(
   }
 }
 
+/// Adds n·positions rows of a and n·k·positions rows of g to layer `layer`, read by `read`
+/// (the float64 or float32 caller buffer); the accumulator is unchanged on any error.
+private func addStatistics(
+  _ accumulator: OpaquePointer?, _ layer: Int64, _ n: Int64, _ positions: Int64, _ k: Int64,
+  read: (_ which: String, _ count: Int) throws(BDLError) -> [Double]
+) throws(BDLError) {
+  let handle = try accumulatorHandle(accumulator)
+  guard layer >= 0, layer < Int64(handle.layers.count) else {
+    throw .invalidArgument("layer = \(layer); the accumulator has \(handle.layers.count) layers")
+  }
+  let target = handle.layers[Int(layer)]
+  let (examples, r, vectors) = (try Arguments.size(n, "n"), try Arguments.size(positions, "positions"), try Arguments.size(k, "k"))
+  let aCount = try Arguments.product([examples, r, target.inputDimension], "n·positions·d_in")
+  let gCount = try Arguments.product([examples, vectors, r, target.outputDimension], "n·k·positions·d_out")
+  let inputs = try Tensor(shape: [examples, r, target.inputDimension], elements: read("a", aCount))
+  let gradients = try Tensor(shape: [examples, vectors, r, target.outputDimension], elements: read("g", gCount))
+  try handle.layers[Int(layer)].add(inputs: inputs, outputGradients: gradients)
+}
+
 @c @implementation
 public func bdl_kfac_accumulator_add(
   _ accumulator: OpaquePointer!, _ layer: Int64, _ a: UnsafePointer<Double>!, _ n: Int64,
   _ positions: Int64, _ g: UnsafePointer<Double>!, _ k: Int64
 ) -> bdl_status {
   exported { () throws(BDLError) in
-    let handle = try accumulatorHandle(accumulator)
-    guard layer >= 0, layer < Int64(handle.layers.count) else {
-      throw .invalidArgument("layer = \(layer); the accumulator has \(handle.layers.count) layers")
+    try addStatistics(accumulator, layer, n, positions, k) { (which, count) throws(BDLError) in
+      try Arguments.array(which == "a" ? a : g, count: count, which)
     }
-    let target = handle.layers[Int(layer)]
-    let (examples, r, vectors) = (try Arguments.size(n, "n"), try Arguments.size(positions, "positions"), try Arguments.size(k, "k"))
-    let aCount = try Arguments.product([examples, r, target.inputDimension], "n·positions·d_in")
-    let gCount = try Arguments.product([examples, vectors, r, target.outputDimension], "n·k·positions·d_out")
-    let inputs = try Tensor(shape: [examples, r, target.inputDimension], elements: Arguments.array(a, count: aCount, "a"))
-    let gradients = try Tensor(shape: [examples, vectors, r, target.outputDimension], elements: Arguments.array(g, count: gCount, "g"))
-    try handle.layers[Int(layer)].add(inputs: inputs, outputGradients: gradients)
+  }
+}
+
+@c @implementation
+public func bdl_kfac_accumulator_add_f32(
+  _ accumulator: OpaquePointer!, _ layer: Int64, _ a: UnsafePointer<Float>!, _ n: Int64,
+  _ positions: Int64, _ g: UnsafePointer<Float>!, _ k: Int64
+) -> bdl_status {
+  exported { () throws(BDLError) in
+    try addStatistics(accumulator, layer, n, positions, k) { (which, count) throws(BDLError) in
+      guard let source = which == "a" ? a : g else { throw .invalidArgument("\(which) is NULL") }
+      try Arguments.requireAllocatable(count, which)
+      return UnsafeBufferPointer(start: source, count: count).map(Double.init)
+    }
   }
 }
 

@@ -155,6 +155,14 @@ struct KFACTests {
     #expect(throws: BDLError.self) { try accumulator.add(inputs: nan, outputGradients: Tensor(shape: [2, 1, 1, 2])) }
     #expect(accumulator == before)
     #expect(throws: BDLError.self) { try KFACLayerAccumulator(inputDimension: 0, outputDimension: 2, hasBias: true, approximation: .reduce) }
+    // K is fixed by the first batch: a later batch or a merge with another K is refused.
+    try accumulator.add(inputs: Tensor(shape: [2, 1, 3], repeating: 1), outputGradients: Tensor(shape: [2, 2, 1, 2], repeating: 1))
+    let afterFirst = accumulator
+    #expect(throws: BDLError.self) { try accumulator.add(inputs: Tensor(shape: [2, 1, 3]), outputGradients: Tensor(shape: [2, 3, 1, 2])) }
+    #expect(accumulator == afterFirst)
+    var other = try KFACLayerAccumulator(inputDimension: 3, outputDimension: 2, hasBias: true, approximation: .expand)
+    try other.add(inputs: Tensor(shape: [1, 1, 3], repeating: 1), outputGradients: Tensor(shape: [1, 1, 1, 2], repeating: 1))
+    #expect(throws: BDLError.self) { try accumulator.merged(with: other) }
   }
 }
 

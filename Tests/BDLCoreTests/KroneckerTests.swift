@@ -142,3 +142,39 @@ struct SumOfLogarithmsTests {
     }
   }
 }
+
+@Suite("Factored (π-)damping")
+struct FactoredDampingTests {
+  @Test("(√h·B + (√δ/π)·I) ⊗ (√h·A + π√δ·I) against its dense Kronecker product", arguments: [false, true])
+  func factored(balanced: Bool) throws {
+    var rng = SeededGenerator(seed: 800)
+    let b = rng.spd(4, ridge: 0.2), a = rng.spd(3, rank: 2)
+    let (h, δ) = (1.7, 0.3)
+    let plain = try KroneckerEigendecomposition(b: b, a: a)
+    let damped = try plain.damped(.factored(balanced: balanced))
+    let pi = balanced ? (a.diagonalEntries.reduce(0, +) / 3 / (b.diagonalEntries.reduce(0, +) / 4)).squareRoot() : 1
+    if balanced { expectClose(damped.pi, pi, tolerance: 1e-13, "π = √((tr A/n_A)/(tr B/n_B))") }
+    var left = b, right = a
+    try left.scale(by: h.squareRoot())
+    try left.add(Matrix.identity(4), scaledBy: δ.squareRoot() / pi)
+    try right.scale(by: h.squareRoot())
+    try right.add(Matrix.identity(3), scaledBy: pi * δ.squareRoot())
+    let dense = try Kronecker(left, right).dense()
+    let cholesky = try Cholesky(dense)
+    expectClose(try damped.logDeterminant(scale: h, shift: δ), cholesky.logDeterminant, tolerance: 1e-12, "log det")
+    let x = rng.vector(12)
+    expectClose(try damped.applyPower(-1, scale: h, shift: δ, to: x, count: 1), try cholesky.solve(x), tolerance: 1e-10, "solve")
+    expectClose(try damped.diagonalOfPower(1, scale: h, shift: δ).elements, dense.diagonalEntries, tolerance: 1e-12, "diagonal")
+    #expect(throws: BDLError.self) { try damped.logDeterminant(scale: h, shift: -0.1) }
+    // Switching back restores exact damping.
+    expectClose(try damped.damped(.exact).logDeterminant(scale: h, shift: δ), try plain.logDeterminant(scale: h, shift: δ), tolerance: 0, "exact again")
+  }
+
+  @Test("EK-FAC's refit eigenvalues refuse factored damping")
+  func ekfacRefuses() throws {
+    var rng = SeededGenerator(seed: 801)
+    let basis = try KroneckerEigendecomposition(b: rng.spd(2), a: rng.spd(2))
+    let corrected = try basis.correcting(eigenvalues: Matrix(rows: 2, columns: 2, repeating: 1))
+    #expect(throws: BDLError.self) { try corrected.damped(.factored(balanced: true)) }
+  }
+}

@@ -104,6 +104,15 @@ public struct KFAC: Sendable {
     self.accumulators = accumulators
   }
 
+  /// The same curvature with every block damped in `mode` (see `KroneckerDamping`); all later
+  /// queries (log det, powers, diagonals, dense) use it. `.unsupported` for EK-FAC.
+  public func withDamping(_ mode: KroneckerDamping) throws(BDLError) -> KFAC {
+    let damped = try blocks.map { (block) throws(BDLError) in
+      Block(layerIndex: block.layerIndex, parameters: block.parameters, isBias: block.isBias, factors: try block.factors.damped(mode))
+    }
+    return KFAC(blocks: damped, parameterCount: parameterCount, accumulators: accumulators)
+  }
+
   /// Whether the blocks carry refit (EK-FAC) eigenvalues.
   public var isEigenvalueCorrected: Bool { blocks.contains { $0.factors.correctedEigenvalues != nil } }
 
@@ -148,9 +157,9 @@ public struct KFAC: Sendable {
       let size = block.parameters.count
       var units = [Double](repeating: 0, count: size * size)
       for i in 0..<size { units[i * size + i] = 1 }
-      let columns = try block.factors.applyPower(1, scale: h, shift: 0, to: units, count: size)
+      let columns = try block.factors.applyPower(1, scale: h, shift: δ, to: units, count: size)
       for (i, row) in block.parameters.enumerated() {
-        for (j, column) in block.parameters.enumerated() { m[row, column] = columns[j * size + i] + (row == column ? δ : 0) }
+        for (j, column) in block.parameters.enumerated() { m[row, column] = columns[j * size + i] }
       }
     }
     return m

@@ -29,6 +29,9 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
   public internal(set) var inputRows: Int = 0
   /// Examples seen.
   public internal(set) var examples: Int = 0
+  /// K, the output vectors per example, fixed by the first batch (0 before it): B sums over them,
+  /// so batches with different K would mix different Fisher estimates.
+  public internal(set) var vectorsPerExample: Int = 0
 
   public init(inputDimension: Int, outputDimension: Int, hasBias: Bool, approximation: KFACApproximation) throws(BDLError) {
     guard inputDimension >= 1, outputDimension >= 1 else {
@@ -58,6 +61,9 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
     }
     guard g.shape[0] == n, g.shape[2] == r else {
       throw .shapeMismatch("K-FAC: a covers \(n) examples × \(r) positions, g \(g.shape[0]) × \(g.shape[2])")
+    }
+    guard vectorsPerExample == 0 || k == vectorsPerExample else {
+      throw .shapeMismatch("K-FAC: g has K = \(k) vectors per example; earlier batches had \(vectorsPerExample)")
     }
     try Validation.requireFinite(a.elements, "a")
     try Validation.requireFinite(g.elements, "g")
@@ -90,20 +96,23 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
       inputRows += n
     }
     examples += n
+    vectorsPerExample = k
   }
 
   /// The accumulator of the union of this one's data and `other`'s.
   public func merged(with other: KFACLayerAccumulator) throws(BDLError) -> KFACLayerAccumulator {
     guard other.inputDimension == inputDimension, other.outputDimension == outputDimension,
-      other.hasBias == hasBias, other.approximation == approximation
+      other.hasBias == hasBias, other.approximation == approximation,
+      vectorsPerExample == 0 || other.vectorsPerExample == 0 || vectorsPerExample == other.vectorsPerExample
     else {
-      throw .shapeMismatch("K-FAC merge: layers differ (d_in \(inputDimension)/\(other.inputDimension), d_out \(outputDimension)/\(other.outputDimension), bias \(hasBias)/\(other.hasBias), \(approximation)/\(other.approximation))")
+      throw .shapeMismatch("K-FAC merge: layers differ (d_in \(inputDimension)/\(other.inputDimension), d_out \(outputDimension)/\(other.outputDimension), bias \(hasBias)/\(other.hasBias), \(approximation)/\(other.approximation), K \(vectorsPerExample)/\(other.vectorsPerExample))")
     }
     var result = self
     try result.inputSum.add(other.inputSum)
     try result.outputGradientSum.add(other.outputGradientSum)
     result.inputRows += other.inputRows
     result.examples += other.examples
+    result.vectorsPerExample = max(vectorsPerExample, other.vectorsPerExample)
     return result
   }
 

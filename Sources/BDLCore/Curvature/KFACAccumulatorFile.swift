@@ -12,6 +12,7 @@ import Darwin
 ///     layer count            u32
 ///     per layer              u64 d_in, u64 d_out, u8 has_bias, u8 approximation (0 expand,
 ///                            1 reduce), 6 zero bytes, u64 input rows, u64 examples,
+///                            u64 K (vectors per example, 0 before any data),
 ///                            d_in² f64 Σaaᵀ, d_out² f64 Σggᵀ
 ///     checksum               u64 FNV-1a over every byte before it
 ///
@@ -35,6 +36,7 @@ public enum KFACAccumulatorFile {
       bytes += [layer.hasBias ? 1 : 0, layer.approximation == .expand ? 0 : 1, 0, 0, 0, 0, 0, 0]
       append(UInt64(layer.inputRows), to: &bytes)
       append(UInt64(layer.examples), to: &bytes)
+      append(UInt64(layer.vectorsPerExample), to: &bytes)
       for value in layer.inputSum.elements { append(value.bitPattern, to: &bytes) }
       for value in layer.outputGradientSum.elements { append(value.bitPattern, to: &bytes) }
     }
@@ -59,6 +61,7 @@ public enum KFACAccumulatorFile {
       let flags = Array(try reader.bytes(8))
       guard flags[0] <= 1, flags[1] <= 1, flags[2...].allSatisfy({ $0 == 0 }) else { throw .corruptData("\(source): layer \(index) has invalid flags") }
       let rows = try reader.size("layer \(index) input rows", minimum: 0), examples = try reader.size("layer \(index) examples", minimum: 0)
+      let vectors = try reader.size("layer \(index) K", minimum: 0)
       // The sums must be in the file before anything of their size is allocated.
       guard dIn * dIn + dOut * dOut <= (bytes.count - 8 - reader.offset) / 8 else {
         throw .corruptData("\(source): layer \(index) claims d_in = \(dIn), d_out = \(dOut), more than the file holds")
@@ -66,7 +69,7 @@ public enum KFACAccumulatorFile {
       var layer = try KFACLayerAccumulator(inputDimension: dIn, outputDimension: dOut, hasBias: flags[0] == 1, approximation: flags[1] == 0 ? .expand : .reduce)
       let inputSum = try reader.doubles(dIn * dIn, "layer \(index) Σaaᵀ")
       let outputSum = try reader.doubles(dOut * dOut, "layer \(index) Σggᵀ")
-      try layer.restore(inputSum: inputSum, outputGradientSum: outputSum, inputRows: rows, examples: examples)
+      try layer.restore(inputSum: inputSum, outputGradientSum: outputSum, inputRows: rows, examples: examples, vectorsPerExample: vectors)
       layers.append(layer)
     }
     guard reader.offset == bytes.count - 8 else { throw .corruptData("\(source): \(bytes.count - 8 - reader.offset) unexpected bytes after the last layer") }
@@ -152,12 +155,13 @@ public enum KFACAccumulatorFile {
 
 extension KFACLayerAccumulator {
   /// Sets the sums and counts read from a file, checking them as `add` would.
-  mutating func restore(inputSum: [Double], outputGradientSum: [Double], inputRows: Int, examples: Int) throws(BDLError) {
+  mutating func restore(inputSum: [Double], outputGradientSum: [Double], inputRows: Int, examples: Int, vectorsPerExample: Int) throws(BDLError) {
     try Validation.requireFinite(inputSum, "Σaaᵀ")
     try Validation.requireFinite(outputGradientSum, "Σggᵀ")
     self.inputSum = try Matrix(rows: inputDimension, columns: inputDimension, elements: inputSum)
     self.outputGradientSum = try Matrix(rows: outputDimension, columns: outputDimension, elements: outputGradientSum)
     self.inputRows = inputRows
     self.examples = examples
+    self.vectorsPerExample = vectorsPerExample
   }
 }

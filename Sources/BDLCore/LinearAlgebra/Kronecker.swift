@@ -76,3 +76,16 @@ public struct Kronecker: Sendable {
     return m
   }
 }
+
+/// How a damping δ is added to a Kronecker-factored curvature h·B ⊗ A.
+public enum KroneckerDamping: Sendable, Equatable {
+  /// h·B ⊗ A + δ·I, exact through the eigenbasis (eigenvalues h·β_i·α_j + δ). The Laplace
+  /// posterior precision and every bdlcore default.
+  case exact
+  /// (√h·B + (√δ/π)·I) ⊗ (√h·A + π·√δ·I): δ spread over the two factors, as K-FAC optimisers do
+  /// (Martens & Grosse 2015, §6.3). With `balanced` π = √((tr A/n_A)/(tr B/n_B)) keeps each
+  /// factor's added share proportional to its scale; without it π = 1 (laplace-torch's damped
+  /// Kron form). It equals h·B⊗A + √(hδ)·(π·B⊗I + I⊗A/π) + δ·I: the middle term makes it a
+  /// heuristic, not the posterior precision.
+  case factored(balanced: Bool)
+}

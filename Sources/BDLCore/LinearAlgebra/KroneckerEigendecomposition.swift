@@ -29,6 +29,28 @@ public struct KroneckerEigendecomposition: Sendable {
     self.correctedEigenvalues = nil
   }
 
+  /// How δ enters: exactly (h·B⊗A + δ·I, the default) or factored onto the two factors.
+  public private(set) var damping: KroneckerDamping = .exact
+
+  /// The same factors with another damping form; `.unsupported` for refit (EK-FAC) eigenvalues,
+  /// which are not a product of factor eigenvalues.
+  public func damped(_ mode: KroneckerDamping) throws(BDLError) -> KroneckerEigendecomposition {
+    if mode != .exact, correctedEigenvalues != nil {
+      throw .unsupported("factored damping needs Kronecker factors; EK-FAC's refit eigenvalues only support exact damping")
+    }
+    var copy = self
+    copy.damping = mode
+    return copy
+  }
+
+  /// π = √((tr A/n_A)/(tr B/n_B)) (1 if either trace is 0): Martens & Grosse's balance between
+  /// the factors' average eigenvalues.
+  public var pi: Double {
+    let meanA = a.eigenvalues.reduce(0, +) / Double(inputOrder)
+    let meanB = b.eigenvalues.reduce(0, +) / Double(outputOrder)
+    return meanA > 0 && meanB > 0 ? (meanA / meanB).squareRoot() : 1
+  }
+
   /// Eigenvalues that replace β_i·α_j in the eigenbasis Q_B ⊗ Q_A (nb × na), or nil for the plain
   /// Kronecker product. Set by EK-FAC, which keeps K-FAC's eigenbasis but refits the eigenvalues
   /// (George et al. 2018); every operation below then uses d_ij = h·Λ_ij + δ.
@@ -72,6 +94,17 @@ public struct KroneckerEigendecomposition: Sendable {
     let nb = outputOrder, na = inputOrder
     if var d = correctedEigenvalues {
       for i in d.elements.indices { d.elements[i] = h * d.elements[i] + δ }
+      return d
+    }
+    if case .factored(let balanced) = damping {
+      // (√h·β_i + √δ/π)(√h·α_j + π·√δ): the eigenvalues of (√h·B + (√δ/π)·I) ⊗ (√h·A + π·√δ·I).
+      guard δ >= 0 else { throw .invalidArgument("delta = \(δ); factored damping needs delta ≥ 0") }
+      let (root, rootH, p) = (δ.squareRoot(), h.squareRoot(), balanced ? pi : 1)
+      var d = Matrix(rows: nb, columns: na)
+      for i in 0..<nb {
+        let left = rootH * b.eigenvalues[i] + root / p
+        for j in 0..<na { d.elements[i * na + j] = left * (rootH * a.eigenvalues[j] + p * root) }
+      }
       return d
     }
     var d = Matrix(rows: nb, columns: na)

@@ -120,6 +120,45 @@ int main(void) {
     CHECK(max_relative_error(A2, A1, (size_t)(din * din)) < 1e-12, "A of layer %d", layer);
   }
 
+  /* float32 statistics accumulate exactly like the same values in float64. */
+  bdl_kfac_accumulator *f64 = NULL, *f32 = NULL;
+  bdl_kfac_accumulator_create(d_in, d_out, has_bias, 2, BDL_KFAC_REDUCE, &f64);
+  bdl_kfac_accumulator_create(d_in, d_out, has_bias, 2, BDL_KFAC_REDUCE, &f32);
+  {
+    double ad[2 * 2 * 3], gd[2 * 1 * 2 * 4];
+    float af[2 * 2 * 3], gf[2 * 1 * 2 * 4];
+    for (int i = 0; i < 12; ++i) af[i] = (float)(ad[i] = 0.25 * (i % 7) - 0.5);
+    for (int i = 0; i < 16; ++i) gf[i] = (float)(gd[i] = 0.125 * (i % 5) - 0.25);
+    CHECK_STATUS(bdl_kfac_accumulator_add(f64, 0, ad, 2, 2, gd, 1), BDL_OK, "");
+    CHECK_STATUS(bdl_kfac_accumulator_add_f32(f32, 0, af, 2, 2, gf, 1), BDL_OK, "");
+    CHECK_STATUS(bdl_kfac_accumulator_add_f32(f32, 0, af, 2, 2, NULL, 1), BDL_INVALID_ARGUMENT, "g is NULL");
+    CHECK_STATUS(bdl_kfac_accumulator_add(f64, 0, ad, 1, 2, gd, 2), BDL_SHAPE_MISMATCH, "K = 2");
+    bdl_curvature *c64 = NULL, *c32 = NULL;
+    bdl_kfac_accumulator_finalize(f64, &c64);
+    bdl_kfac_accumulator_finalize(f32, &c32);
+    double B64[16], B32[16], A64[9], A32[9];
+    bdl_curvature_kfac_factors(c64, 0, NULL, NULL, NULL, B64, 16, A64, 9);
+    bdl_curvature_kfac_factors(c32, 0, NULL, NULL, NULL, B32, 16, A32, 9);
+    CHECK(memcmp(B64, B32, sizeof B64) == 0 && memcmp(A64, A32, sizeof A64) == 0, "float32 = float64 statistics");
+    /* Factored damping: log det equals Σ log((√h β + √δ/π)(√h α + π√δ)) from the dense factors. */
+    CHECK_STATUS(bdl_curvature_set_kfac_damping(c64, BDL_KFAC_DAMPING_PI), BDL_OK, "");
+    CHECK_STATUS(bdl_curvature_set_kfac_damping(c64, 9), BDL_INVALID_ARGUMENT, "mode = 9");
+    CHECK_STATUS(bdl_curvature_set_kfac_damping(curvatures[3], BDL_KFAC_DAMPING_PI), BDL_WRONG_STATE, "no Kronecker factors");
+    CHECK_STATUS(bdl_curvature_set_kfac_damping(curvatures[1], BDL_KFAC_DAMPING_PI), BDL_UNSUPPORTED, "EK-FAC");
+    double exact = 0, factored = 0;
+    bdl_curvature_logdet(c32, 1, 0.5, &exact);
+    CHECK_STATUS(bdl_curvature_logdet(c64, 1, 0.5, &factored), BDL_OK, "");
+    CHECK(factored > exact, "factored damping adds the positive cross term: %g vs %g", factored, exact);
+    CHECK_STATUS(bdl_curvature_logdet(c64, 1, -0.5, &factored), BDL_INVALID_ARGUMENT, "delta ≥ 0");
+    CHECK_STATUS(bdl_curvature_set_kfac_damping(c64, BDL_KFAC_DAMPING_EXACT), BDL_OK, "");
+    CHECK_STATUS(bdl_curvature_logdet(c64, 1, 0.5, &factored), BDL_OK, "");
+    CHECK(factored == exact, "exact damping again: %g vs %g", factored, exact);
+    bdl_curvature_free(c64);
+    bdl_curvature_free(c32);
+  }
+  bdl_kfac_accumulator_free(f64);
+  bdl_kfac_accumulator_free(f32);
+
   /* Damaged, truncated and missing files. */
   FILE *file = fopen(path, "r+b");
   fseek(file, 40, SEEK_SET);
@@ -135,10 +174,11 @@ int main(void) {
   CHECK(bad == NULL, "no handle on failure");
 
   /* Bad input leaves the accumulator unchanged. */
-  double a[3] = {1, 2, NAN}, g[4] = {1, 2, 3, 4}, B_before[16], B_after[16];
+  double a[3] = {1, 2, NAN}, g[12] = {1, 2, 3, 4}, B_before[16], B_after[16];
   bdl_curvature *before = NULL, *after = NULL;
   bdl_kfac_accumulator_finalize(first, &before);
-  CHECK_STATUS(bdl_kfac_accumulator_add(first, 0, a, 1, 1, g, 1), BDL_NON_FINITE_INPUT, "a: entry 2");
+  CHECK_STATUS(bdl_kfac_accumulator_add(first, 0, a, 1, 1, g, 3), BDL_NON_FINITE_INPUT, "a: entry 2");
+  CHECK_STATUS(bdl_kfac_accumulator_add(first, 0, a, 1, 1, g, 1), BDL_SHAPE_MISMATCH, "earlier batches had 3");
   CHECK_STATUS(bdl_kfac_accumulator_add(first, 5, a, 1, 1, g, 1), BDL_INVALID_ARGUMENT, "layer = 5");
   CHECK_STATUS(bdl_kfac_accumulator_add(first, 0, a, 0, 1, g, 1), BDL_INVALID_ARGUMENT, "n = 0");
   CHECK_STATUS(bdl_kfac_accumulator_add(first, 0, NULL, 1, 1, g, 1), BDL_INVALID_ARGUMENT, "a is NULL");

@@ -31,6 +31,7 @@ from ctypes import (
     c_char,
     c_char_p,
     c_double,
+    c_float,
     c_int32,
     c_int64,
     c_uint32,
@@ -249,11 +250,18 @@ FISHER_CONSTANTS = {
 
 BDL_KFAC_EXPAND = 1
 BDL_KFAC_REDUCE = 2
+BDL_KFAC_DAMPING_EXACT = 1
+BDL_KFAC_DAMPING_FACTORED = 2
+BDL_KFAC_DAMPING_PI = 3
 
-#: Every K-FAC approximation (``bdl_curvature_params.approximation``) by its header name.
+#: Every K-FAC constant by its header name: the approximations (``bdl_curvature_params.approximation``)
+#: and the damping modes (``bdl_curvature_set_kfac_damping``).
 KFAC_CONSTANTS = {
     "BDL_KFAC_EXPAND": BDL_KFAC_EXPAND,
     "BDL_KFAC_REDUCE": BDL_KFAC_REDUCE,
+    "BDL_KFAC_DAMPING_EXACT": BDL_KFAC_DAMPING_EXACT,
+    "BDL_KFAC_DAMPING_FACTORED": BDL_KFAC_DAMPING_FACTORED,
+    "BDL_KFAC_DAMPING_PI": BDL_KFAC_DAMPING_PI,
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -262,6 +270,7 @@ KFAC_CONSTANTS = {
 
 bdl_status = c_int32
 _dptr = POINTER(c_double)
+_fptr = POINTER(c_float)
 _i64ptr = POINTER(c_int64)
 _handle = c_void_p  # bdl_kron_factor*, bdl_model*, bdl_layer_statistics*, bdl_curvature*, bdl_kfac_accumulator*: opaque
 
@@ -551,6 +560,9 @@ _declare(
 # void bdl_curvature_free(bdl_curvature *curvature);
 _declare("bdl_curvature_free", None, [_handle])
 
+# bdl_status bdl_curvature_set_kfac_damping(bdl_curvature *curvature, int32_t mode);
+_declare("bdl_curvature_set_kfac_damping", bdl_status, [_handle, c_int32])
+
 # bdl_status bdl_curvature_info(const bdl_curvature *curvature, int32_t *out_kind,
 #                               int64_t *out_num_parameters, int64_t *out_num_layers);
 _declare("bdl_curvature_info", bdl_status, [_handle, POINTER(c_int32), _i64ptr, _i64ptr])
@@ -613,6 +625,11 @@ _declare("bdl_kfac_accumulator_layer", bdl_status, [_handle, c_int64, POINTER(c_
 #                                     const double *a, int64_t n, int64_t positions,
 #                                     const double *g, int64_t k);
 _declare("bdl_kfac_accumulator_add", bdl_status, [_handle, c_int64, _dptr, c_int64, c_int64, _dptr, c_int64])
+
+# bdl_status bdl_kfac_accumulator_add_f32(bdl_kfac_accumulator *accumulator, int64_t layer,
+#                                         const float *a, int64_t n, int64_t positions,
+#                                         const float *g, int64_t k);
+_declare("bdl_kfac_accumulator_add_f32", bdl_status, [_handle, c_int64, _fptr, c_int64, c_int64, _fptr, c_int64])
 
 # bdl_status bdl_kfac_accumulator_merge(bdl_kfac_accumulator *accumulator,
 #                                       const bdl_kfac_accumulator *other);

@@ -79,7 +79,7 @@ Example::
 from __future__ import annotations
 
 import os
-from ctypes import byref, c_double, c_int32, c_int64, c_void_p
+from ctypes import POINTER, byref, c_double, c_float, c_int32, c_int64, c_void_p
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -100,6 +100,11 @@ _FISHERS = {
 }
 _APPROXIMATIONS = {"expand": _lib.BDL_KFAC_EXPAND, "reduce": _lib.BDL_KFAC_REDUCE}
 _APPROXIMATION_NAMES = {code: name for name, code in _APPROXIMATIONS.items()}
+_DAMPING_MODES = {
+    "exact": _lib.BDL_KFAC_DAMPING_EXACT,
+    "factored": _lib.BDL_KFAC_DAMPING_FACTORED,
+    "pi": _lib.BDL_KFAC_DAMPING_PI,
+}
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -303,6 +308,22 @@ class _KroneckerCurvature(_Curvature):
         if self._handle is None:
             return f"<{self._owner_name} (closed)>"
         return f"<{self._owner_name} P={self._P} layers={list(self.layers)}>"
+
+    @property
+    def damping_mode(self) -> str:
+        """How every query adds the damping δ: ``"exact"`` (default: scale·B⊗A + δ·I through the
+        eigenbasis), ``"factored"`` ((√scale·B + √δ·I) ⊗ (√scale·A + √δ·I), laplace-torch's
+        damped Kron) or ``"pi"`` (Martens & Grosse's π-damping, π = √((tr A/n_A)/(tr B/n_B))).
+        The factored forms need δ ≥ 0; EK-FAC supports only ``"exact"``."""
+        self._live()
+        return getattr(self, "_damping_mode", "exact")
+
+    @damping_mode.setter
+    def damping_mode(self, mode: str) -> None:
+        code = _choice(mode, _DAMPING_MODES, "damping_mode")
+        with self._use() as handle:
+            _check(_lib.lib.bdl_curvature_set_kfac_damping(handle, code))
+        self._damping_mode = mode
 
     @property
     def num_layers(self) -> int:
@@ -594,8 +615,12 @@ class KFACAccumulator(_OwnedHandle):
         if not 0 <= index < len(self._shapes):
             raise InvalidArgumentError(f"layer = {index}; the accumulator has {len(self._shapes)} layers (0 … {len(self._shapes) - 1})")
         d_in, d_out, _ = self._shapes[index]
-        a = np.ascontiguousarray(a, dtype=np.float64)
-        g = np.ascontiguousarray(g, dtype=np.float64)
+        # float32 statistics (as captured from float32 models) are passed as they are and
+        # accumulated in float64 by the library; anything else is converted to float64 here.
+        single = np.asarray(a).dtype == np.float32 and np.asarray(g).dtype == np.float32
+        dtype = np.float32 if single else np.float64
+        a = np.ascontiguousarray(a, dtype=dtype)
+        g = np.ascontiguousarray(g, dtype=dtype)
         if a.ndim == 2:
             a = a.reshape(a.shape[0], 1, a.shape[1])
         elif a.ndim != 3:
@@ -614,7 +639,11 @@ class KFACAccumulator(_OwnedHandle):
         if g.shape[2] != positions:
             raise ShapeMismatchError(f"a and g: a has R = {positions} positions per example, g has {g.shape[2]}")
         with self._use() as handle:
-            _check(_lib.lib.bdl_kfac_accumulator_add(handle, index, _ptr(a), n, positions, _ptr(g), g.shape[1]))
+            if single:
+                pointer = lambda x: x.ctypes.data_as(POINTER(c_float))  # noqa: E731
+                _check(_lib.lib.bdl_kfac_accumulator_add_f32(handle, index, pointer(a), n, positions, pointer(g), g.shape[1]))
+            else:
+                _check(_lib.lib.bdl_kfac_accumulator_add(handle, index, _ptr(a), n, positions, _ptr(g), g.shape[1]))
 
     def merge(self, other: "KFACAccumulator") -> None:
         """Adds ``other``'s statistics to this accumulator: self ← self ∪ other (other unchanged).

@@ -844,3 +844,58 @@ def test_accumulator_construction_and_lifetime():
     with KFACAccumulator([(3, 2, True)]) as live:
         with pytest.raises(bdlcore.WrongStateError):
             live.merge(accumulator)
+
+
+@pytest.mark.parametrize("mode", ["factored", "pi"])
+def test_factored_damping_matches_dense_kronecker_factors(mode):
+    """(√h·B + (√δ/π)·I) ⊗ (√h·A + π√δ·I) per block, π = 1 for "factored"."""
+    net, X, y = small_problem("classification")
+    h, delta = 0.7, 0.4
+    with net, KFAC(net, X, y) as kfac:
+        exact = kfac.logdet(scale=h, damping=delta)
+        kfac.damping_mode = mode
+        assert kfac.damping_mode == mode
+        def factored_logdet(beta, alpha):
+            pi = np.sqrt(alpha.mean() / beta.mean()) if mode == "pi" else 1.0
+            left = np.sqrt(h) * beta + np.sqrt(delta) / pi
+            return np.log(np.outer(left, np.sqrt(h) * alpha + pi * np.sqrt(delta))).sum()
+
+        expected = 0.0
+        for index in range(kfac.num_layers):
+            B, A = kfac.factors(index)
+            beta, alpha = np.linalg.eigvalsh(B).clip(0), np.linalg.eigvalsh(A).clip(0)
+            expected += factored_logdet(beta, alpha)
+            expected += factored_logdet(beta, np.ones(1))  # every layer here has a bias: B ⊗ [1]
+        got = kfac.logdet(scale=h, damping=delta)
+        assert np.isclose(got, expected, rtol=1e-10), (got, expected)
+        assert got > exact
+        dense = kfac.to_dense(scale=h, damping=delta)
+        assert np.isclose(got, np.linalg.slogdet(dense)[1], rtol=1e-10)
+        with pytest.raises(bdlcore.InvalidArgumentError):
+            kfac.logdet(scale=h, damping=-0.1)
+        kfac.damping_mode = "exact"
+        assert kfac.logdet(scale=h, damping=delta) == exact
+        with pytest.raises(bdlcore.InvalidArgumentError):
+            kfac.damping_mode = "bogus"
+
+
+def test_ekfac_supports_only_exact_damping():
+    net, X, y = small_problem("classification")
+    with net, EKFAC(net, X, y) as ekfac:
+        ekfac.damping_mode = "exact"
+        with pytest.raises(bdlcore.UnsupportedError):
+            ekfac.damping_mode = "pi"
+
+
+def test_float32_statistics_accumulate_like_float64():
+    rng = np.random.default_rng(5)
+    a = rng.integers(-4, 5, (6, 2, 3)).astype(np.float32) / 4   # exactly representable values
+    g = rng.integers(-4, 5, (6, 2, 2, 4)).astype(np.float32) / 8
+    with KFACAccumulator([(3, 4, True)]) as single, KFACAccumulator([(3, 4, True)]) as double:
+        single.add(0, a, g)
+        double.add(0, a.astype(np.float64), g.astype(np.float64))
+        with single.finalize() as s, double.finalize() as d:
+            for x, y_ in zip(s.factors(0), d.factors(0)):
+                np.testing.assert_array_equal(x, y_)
+        with pytest.raises(bdlcore.ShapeMismatchError):
+            single.add(0, a, g[:, :1])  # K changed from 2 to 1
