@@ -30,6 +30,37 @@ def median_seconds(fn):
     return statistics.median(times)
 
 
+def accumulation_rate(model, X, y):
+    """GFLOP/s of the accumulation alone (Σ a aᵀ and Σ g gᵀ by syrk, n²·rows flops each) on the
+    fit's statistics, against the same machine's dgemm rate (numpy, 2048², same threads)."""
+    C = 10
+    batches = []
+    for start in range(0, N, BATCH):
+        xb = X[start:start + BATCH]
+        logits = model(xb)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        # Columns of the output-Hessian square root: V[n, k] = √p_k (e_k − p).
+        V = np.sqrt(p)[:, :, None] * (np.eye(C)[None] - p[:, None, :])
+        batches.append(model.backward_vectors(xb, V))
+    layers = [(a.shape[2], g.shape[3], True) for _, a, g in batches[0]]
+    flops = sum(a.shape[0] * a.shape[1] * a.shape[2] ** 2 + g.shape[0] * g.shape[1] * g.shape[2] * g.shape[3] ** 2
+                for statistics in batches for _, a, g in statistics)
+
+    def accumulate():
+        with bdlcore.KFACAccumulator(layers) as accumulator:
+            for statistics in batches:
+                for index, (_, a, g) in enumerate(statistics):
+                    accumulator.add(index, a, g)
+
+    seconds = median_seconds(accumulate)
+    m = np.random.default_rng(1).standard_normal((2048, 2048))
+    gemm = median_seconds(lambda: m @ m)
+    rate, peak = flops / seconds / 1e9, 2 * 2048 ** 3 / gemm / 1e9
+    print(f"accumulation: {rate:.1f} GFLOP/s = {100 * rate / peak:.0f}% of dgemm's {peak:.1f} GFLOP/s "
+          f"(numpy, same threads; includes the binding's copies and finite checks)")
+
+
 def main():
     try:
         import torch
@@ -76,6 +107,7 @@ def main():
     except ImportError:
         print("laplace-torch not importable: its row is skipped")
     t_ours = median_seconds(fit_bdlcore)
+    accumulation_rate(ours, X, y)
     print(f"threads: {threads}; K-FAC (exact, expand) of 784-256-256-10 on N = {N}; bdlcore {t_ours:.3f} s")
     print(f"{'anchor':<34} {'anchor s':>9} {'bdlcore s':>10} {'ratio':>6}")
     for name, seconds in rows:
