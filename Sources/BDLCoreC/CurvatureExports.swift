@@ -275,23 +275,18 @@ public func bdl_kfac_accumulator_layer(
   }
 }
 
-/// Adds n·positions rows of a and n·k·positions rows of g to layer `layer`, read by `read`
-/// (the float64 or float32 caller buffer); the accumulator is unchanged on any error.
-private func addStatistics(
-  _ accumulator: OpaquePointer?, _ layer: Int64, _ n: Int64, _ positions: Int64, _ k: Int64,
-  read: (_ which: String, _ count: Int) throws(BDLError) -> [Double]
-) throws(BDLError) {
-  let handle = try accumulatorHandle(accumulator)
+/// Layer `layer` of an accumulator and the sizes of a batch for it, checked.
+private func batchShape(
+  _ handle: AccumulatorHandle, _ layer: Int64, _ n: Int64, _ positions: Int64, _ k: Int64
+) throws(BDLError) -> (layer: Int, n: Int, r: Int, k: Int, aCount: Int, gCount: Int) {
   guard layer >= 0, layer < Int64(handle.layers.count) else {
     throw .invalidArgument("layer = \(layer); the accumulator has \(handle.layers.count) layers")
   }
   let target = handle.layers[Int(layer)]
   let (examples, r, vectors) = (try Arguments.size(n, "n"), try Arguments.size(positions, "positions"), try Arguments.size(k, "k"))
-  let aCount = try Arguments.product([examples, r, target.inputDimension], "n·positions·d_in")
-  let gCount = try Arguments.product([examples, vectors, r, target.outputDimension], "n·k·positions·d_out")
-  let inputs = try Tensor(shape: [examples, r, target.inputDimension], elements: read("a", aCount))
-  let gradients = try Tensor(shape: [examples, vectors, r, target.outputDimension], elements: read("g", gCount))
-  try handle.layers[Int(layer)].add(inputs: inputs, outputGradients: gradients)
+  return (Int(layer), examples, r, vectors,
+          try Arguments.product([examples, r, target.inputDimension], "n·positions·d_in"),
+          try Arguments.product([examples, vectors, r, target.outputDimension], "n·k·positions·d_out"))
 }
 
 @c @implementation
@@ -300,9 +295,12 @@ public func bdl_kfac_accumulator_add(
   _ positions: Int64, _ g: UnsafePointer<Double>!, _ k: Int64
 ) -> bdl_status {
   exported { () throws(BDLError) in
-    try addStatistics(accumulator, layer, n, positions, k) { (which, count) throws(BDLError) in
-      try Arguments.array(which == "a" ? a : g, count: count, which)
-    }
+    let handle = try accumulatorHandle(accumulator)
+    let shape = try batchShape(handle, layer, n, positions, k)
+    // Read in place: the statistics can be large and are only summed.
+    try handle.layers[shape.layer].add(
+      inputs: Arguments.buffer(a, count: shape.aCount, "a"), outputGradients: Arguments.buffer(g, count: shape.gCount, "g"),
+      examples: shape.n, positions: shape.r, vectors: shape.k)
   }
 }
 
@@ -312,10 +310,18 @@ public func bdl_kfac_accumulator_add_f32(
   _ positions: Int64, _ g: UnsafePointer<Float>!, _ k: Int64
 ) -> bdl_status {
   exported { () throws(BDLError) in
-    try addStatistics(accumulator, layer, n, positions, k) { (which, count) throws(BDLError) in
-      guard let source = which == "a" ? a : g else { throw .invalidArgument("\(which) is NULL") }
-      try Arguments.requireAllocatable(count, which)
-      return UnsafeBufferPointer(start: source, count: count).map(Double.init)
+    let handle = try accumulatorHandle(accumulator)
+    let shape = try batchShape(handle, layer, n, positions, k)
+    func widened(_ p: UnsafePointer<Float>?, _ count: Int, _ name: String) throws(BDLError) -> [Double] {
+      guard let p else { throw .invalidArgument("\(name) is NULL") }
+      try Arguments.requireAllocatable(count, name)
+      return UnsafeBufferPointer(start: p, count: count).map(Double.init)
+    }
+    let (inputs, gradients) = (try widened(a, shape.aCount, "a"), try widened(g, shape.gCount, "g"))
+    try inputs.withUnsafeBufferPointer { ap throws(BDLError) in
+      try gradients.withUnsafeBufferPointer { gp throws(BDLError) in
+        try handle.layers[shape.layer].add(inputs: ap, outputGradients: gp, examples: shape.n, positions: shape.r, vectors: shape.k)
+      }
     }
   }
 }

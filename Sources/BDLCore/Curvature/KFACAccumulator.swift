@@ -55,23 +55,42 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
     guard a.shape.count == 3, g.shape.count == 4 else {
       throw .shapeMismatch("K-FAC: a must be (N, R, d_in) and g (N, K, R, d_out), got \(Tensor.describe(a.shape)) and \(Tensor.describe(g.shape))")
     }
-    let (n, r, k) = (a.shape[0], a.shape[1], g.shape[1])
     guard a.shape[2] == inputDimension, g.shape[3] == outputDimension else {
       throw .shapeMismatch("K-FAC: a has d_in = \(a.shape[2]) and g d_out = \(g.shape[3]); the layer has \(inputDimension) and \(outputDimension)")
     }
-    guard g.shape[0] == n, g.shape[2] == r else {
-      throw .shapeMismatch("K-FAC: a covers \(n) examples × \(r) positions, g \(g.shape[0]) × \(g.shape[2])")
+    guard g.shape[0] == a.shape[0], g.shape[2] == a.shape[1] else {
+      throw .shapeMismatch("K-FAC: a covers \(a.shape[0]) examples × \(a.shape[1]) positions, g \(g.shape[0]) × \(g.shape[2])")
+    }
+    try a.elements.withUnsafeBufferPointer { ap throws(BDLError) in
+      try g.elements.withUnsafeBufferPointer { gp throws(BDLError) in
+        try add(inputs: ap, outputGradients: gp, examples: a.shape[0], positions: a.shape[1], vectors: g.shape[1])
+      }
+    }
+  }
+
+  /// The same from caller memory, without copying it: a holds n·positions rows of d_in, g
+  /// n·vectors·positions rows of d_out (row-major, as in the Tensor form). The expand factors are
+  /// one syrk each straight on those rows.
+  public mutating func add(
+    inputs a: UnsafeBufferPointer<Double>, outputGradients g: UnsafeBufferPointer<Double>,
+    examples n: Int, positions r: Int, vectors k: Int
+  ) throws(BDLError) {
+    guard n >= 0, r >= 1, k >= 1,
+      a.count == (try Validation.product(try Validation.product(n, r, "rows"), inputDimension, "a size")),
+      g.count == (try Validation.product(try Validation.product(n * r, k, "rows"), outputDimension, "g size"))
+    else {
+      throw .shapeMismatch("K-FAC: a (\(a.count) values) and g (\(g.count)) do not hold \(n) examples × \(r) positions × \(k) vectors of d_in = \(inputDimension), d_out = \(outputDimension)")
     }
     guard vectorsPerExample == 0 || k == vectorsPerExample else {
       throw .shapeMismatch("K-FAC: g has K = \(k) vectors per example; earlier batches had \(vectorsPerExample)")
     }
-    try Validation.requireFinite(a.elements, "a")
-    try Validation.requireFinite(g.elements, "g")
+    try Validation.requireFinite(a, "a")
+    try Validation.requireFinite(g, "g")
     if n == 0 { return }
     switch approximation {
     case .expand:
-      try inputSum.addGram(of: a.elements, rows: n * r, columns: inputDimension)
-      try outputGradientSum.addGram(of: g.elements, rows: n * k * r, columns: outputDimension)
+      try inputSum.addGram(of: a, rows: n * r, columns: inputDimension)
+      try outputGradientSum.addGram(of: g, rows: n * k * r, columns: outputDimension)
       inputRows += n * r
     case .reduce:
       // â_n = mean over positions, ĝ_{n,k} = sum over positions.
@@ -81,18 +100,18 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
       for example in 0..<n {
         for position in 0..<r {
           let source = (example * r + position) * inputDimension
-          for i in 0..<inputDimension { pooledInputs[example * inputDimension + i] += scale * a.elements[source + i] }
+          for i in 0..<inputDimension { pooledInputs[example * inputDimension + i] += scale * a[source + i] }
         }
         for vector in 0..<k {
           let row = example * k + vector
           for position in 0..<r {
             let source = (row * r + position) * outputDimension
-            for i in 0..<outputDimension { pooledGradients[row * outputDimension + i] += g.elements[source + i] }
+            for i in 0..<outputDimension { pooledGradients[row * outputDimension + i] += g[source + i] }
           }
         }
       }
-      try inputSum.addGram(of: pooledInputs, rows: n, columns: inputDimension)
-      try outputGradientSum.addGram(of: pooledGradients, rows: n * k, columns: outputDimension)
+      try pooledInputs.withUnsafeBufferPointer { p throws(BDLError) in try inputSum.addGram(of: p, rows: n, columns: inputDimension) }
+      try pooledGradients.withUnsafeBufferPointer { p throws(BDLError) in try outputGradientSum.addGram(of: p, rows: n * k, columns: outputDimension) }
       inputRows += n
     }
     examples += n
@@ -131,14 +150,17 @@ extension Matrix {
   /// self += XᵀX for X given as `rows` × `columns` row-major entries (dsyrk, lower triangle, then
   /// mirrored), the BLAS-3 kernel of every K-FAC factor.
   mutating func addGram(of x: [Double], rows: Int, columns: Int) throws(BDLError) {
+    try x.withUnsafeBufferPointer { p throws(BDLError) in try addGram(of: p, rows: rows, columns: columns) }
+  }
+
+  /// The same on borrowed memory.
+  mutating func addGram(of x: UnsafeBufferPointer<Double>, rows: Int, columns: Int) throws(BDLError) {
     precondition(self.rows == columns && self.columns == columns && x.count == rows * columns, "internal: Gram shapes")
     if rows == 0 { return }
-    try x.withUnsafeBufferPointer { xp throws(BDLError) in
-      try elements.withUnsafeMutableBufferPointer { cp throws(BDLError) in
-        try BLAS.syrkLower(
-          transpose: true, n: columns, k: rows, alpha: 1, a: xp.baseAddress!, lda: columns, beta: 1,
-          c: cp.baseAddress!, ldc: columns)
-      }
+    try elements.withUnsafeMutableBufferPointer { cp throws(BDLError) in
+      try BLAS.syrkLower(
+        transpose: true, n: columns, k: rows, alpha: 1, a: x.baseAddress!, lda: columns, beta: 1,
+        c: cp.baseAddress!, ldc: columns)
     }
     fillUpperFromLower()
   }
