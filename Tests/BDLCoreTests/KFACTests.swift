@@ -290,3 +290,51 @@ struct KFACFileTests {
     #expect(throws: BDLError.self) { try KFACAccumulatorFile.save(try accumulators(), to: directory + "/no/such/dir/kfac.bin") }
   }
 }
+
+@Suite("K-FAC expand with weight sharing, loss on every position")
+struct ExpandSettingTests {
+  /// A deep linear network applied position by position with a squared loss at every position is
+  /// the same network on N·T independent examples. Its per-position statistics, arranged as a
+  /// sequence model's (a: (N, T, d_in); g: (N, K = T·C, T, d_out), zero off the loss's own
+  /// position), are what the expand setting produces; K-FAC-expand on them must equal the exact
+  /// GGN blocks, and K-FAC-reduce must not.
+  @Test("expand is exact, reduce is not")
+  func expandSetting() throws {
+    let (n, t, c) = (3, 4, 2)
+    var positionwise = try Sequential([Linear(3, 5), Linear(5, c)], inputShape: [3], seed: 1)
+    try randomize(&positionwise, seed: 900)
+    let x = randomBatch(positionwise, n: n * t, seed: 901)   // row n·T + t is position t of sequence n
+    let ggn = try denseGGN(positionwise, x, classification: false)
+    let pass = try positionwise.forwardPass(x)
+    let statistics = try positionwise.backward(pass, vectors: GaussianLikelihood().hessianSquareRoot(pass.output))
+    for approximation in [KFACApproximation.expand, .reduce] {
+      var accumulators: [KFACLayerAccumulator] = []
+      for s in statistics {
+        let (dIn, dOut) = (s.inputs.shape[2], s.outputGradients.shape[3])
+        var accumulator = try KFACLayerAccumulator(inputDimension: dIn, outputDimension: dOut, hasBias: true, approximation: approximation)
+        // a: (N, T, d_in) is the positions' rows as they are; g: (N, T·C, T, d_out), where vector
+        // (t′, k) of sequence n is position t′'s k-th column, nonzero only at position t′.
+        let a = try Tensor(shape: [n, t, dIn], elements: s.inputs.elements)
+        var g = Tensor(shape: [n, t * c, t, dOut])
+        for sequence in 0..<n {
+          for position in 0..<t {
+            for k in 0..<c {
+              let source = ((sequence * t + position) * c + k) * dOut
+              let target = (((sequence * t * c) + position * c + k) * t + position) * dOut
+              for i in 0..<dOut { g.elements[target + i] = s.outputGradients.elements[source + i] }
+            }
+          }
+        }
+        try accumulator.add(inputs: a, outputGradients: g)
+        accumulators.append(accumulator)
+      }
+      let kfac = try KFAC(accumulators: accumulators, layerIndices: [0, 1], offsets: [0, positionwise.parameterOffsets[1]], parameterCount: positionwise.parameterCount)
+      let error = try blockError(kfac, ggn)
+      if approximation == .expand {
+        #expect(error < 1e-10, "expand: \(error)")
+      } else {
+        #expect(error > 1e-3, "reduce should not be exact here: \(error)")
+      }
+    }
+  }
+}
