@@ -15,6 +15,7 @@ from bdlcore import (
     Linear,
     MeanOverSequence,
     ReLU,
+    Sequential,
     Sigmoid,
     Tanh,
 )
@@ -96,6 +97,13 @@ def read_fixture(path):
     fixture["likelihood"] = str(fixture["likelihood"])
     fixture["input_shape"] = tuple(int(d) for d in fixture["input_shape"])
     return fixture
+
+
+def model_from_fixture(fixture):
+    """Our network from a fixture's spec and input shape, holding its parameters."""
+    net = Sequential([layer_from_spec(entry) for entry in fixture["spec"]], input_shape=fixture["input_shape"])
+    net.set_parameters(fixture["parameters"])
+    return net
 
 
 def hessian_square_root(f, likelihood):

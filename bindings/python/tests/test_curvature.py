@@ -16,7 +16,7 @@ import pytest
 import bdlcore
 from bdlcore import EKFAC, GGN, KFAC, Conv2d, DiagGGN, KFACAccumulator, Linear, MeanOverSequence, Sequential, Tanh, _lib
 
-from _support import PACKAGE_ROOT, REPO_ROOT, dense_power, hessian_square_root, layer_from_spec, read_fixture, rng
+from _support import PACKAGE_ROOT, REPO_ROOT, dense_power, hessian_square_root, layer_from_spec, model_from_fixture, read_fixture, rng
 
 FIXTURE_DIR = os.path.join(REPO_ROOT, "Tests", "Fixtures", "kfac")
 FIXTURES = sorted(name[: -len(".npz")] for name in os.listdir(FIXTURE_DIR) if name.endswith(".npz"))
@@ -62,11 +62,7 @@ def load_fixture(name):
     return read_fixture(os.path.join(FIXTURE_DIR, name + ".npz"))
 
 
-def build(fixture):
-    """Our network from a fixture's spec and input shape, holding its parameters."""
-    net = Sequential([layer_from_spec(entry) for entry in fixture["spec"]], input_shape=fixture["input_shape"])
-    net.set_parameters(fixture["parameters"])
-    return net
+build = model_from_fixture
 
 
 def parameter_blocks(net):

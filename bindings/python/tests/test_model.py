@@ -28,7 +28,7 @@ from bdlcore import (
     _lib,
 )
 
-from _support import REPO_ROOT, hessian_square_root, layer_from_spec, read_fixture, rng
+from _support import REPO_ROOT, hessian_square_root, layer_from_spec, model_from_fixture, read_fixture, rng
 
 FIXTURE_DIR = os.path.join(REPO_ROOT, "Tests", "Fixtures", "engine")
 FIXTURES = sorted(name[: -len(".npz")] for name in os.listdir(FIXTURE_DIR) if name.endswith(".npz"))
@@ -58,11 +58,7 @@ def load_fixture(name):
     return read_fixture(os.path.join(FIXTURE_DIR, name + ".npz"))
 
 
-def build(fixture):
-    """Our network from the fixture's spec and input shape, holding the fixture's parameters."""
-    net = Sequential([layer_from_spec(entry) for entry in fixture["spec"]], input_shape=fixture["input_shape"])
-    net.set_parameters(fixture["parameters"])
-    return net
+build = model_from_fixture
 
 
 @pytest.fixture(scope="module", params=FIXTURES)
