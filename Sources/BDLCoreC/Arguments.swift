@@ -1,9 +1,5 @@
 import BDLCore
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Validation of raw C arguments (pointers, sizes, capacities, handles) before anything reaches
 /// the core. Values themselves (finite, symmetric, PSD) are checked by the core, which names the
 /// argument the same way, so each check exists once.
@@ -29,15 +25,10 @@ enum Arguments {
     return result
   }
 
-  /// See `Validation.requireAllocatable`.
-  static func requireAllocatable(_ count: Int, _ what: String) throws(BDLError) {
-    try Validation.requireAllocatable(count, what)
-  }
-
   /// Copies `count` doubles from a caller's array, after checking the pointer.
   static func array(_ pointer: UnsafePointer<Double>?, count: Int, _ name: String) throws(BDLError) -> [Double] {
     guard let pointer else { throw .invalidArgument("\(name) is NULL") }
-    try requireAllocatable(count, name)
+    try Validation.requireAllocatable(count, name)
     return Array(UnsafeBufferPointer(start: pointer, count: count))
   }
 
@@ -67,12 +58,6 @@ enum Arguments {
       throw .shapeMismatch("\(name): capacity \(capacity) is smaller than the \(needed) elements to write")
     }
     return buffer
-  }
-
-  /// A finite real scalar.
-  static func finite(_ value: Double, _ name: String) throws(BDLError) -> Double {
-    guard value.isFinite else { throw .invalidArgument("\(name) = \(value); it must be finite") }
-    return value
   }
 }
 

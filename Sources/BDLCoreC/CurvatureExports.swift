@@ -186,7 +186,7 @@ public func bdl_curvature_dense(
     let c = try curvatureHandle(curvature)
     let p = c.operator_.parameterCount
     let needed = try Arguments.product([p, p], "P²")
-    try Arguments.requireAllocatable(needed, "dense curvature")
+    try Validation.requireAllocatable(needed, "dense curvature")
     let out = try Arguments.output(outMatrix, capacity: capacity, needed: needed, "out_matrix")
     out.write(try c.operator_.dense(scale: scale, damping: damping).elements)
   }
@@ -314,7 +314,7 @@ public func bdl_kfac_accumulator_add_f32(
     let shape = try batchShape(handle, layer, n, positions, k)
     func widened(_ p: UnsafePointer<Float>?, _ count: Int, _ name: String) throws(BDLError) -> [Double] {
       guard let p else { throw .invalidArgument("\(name) is NULL") }
-      try Arguments.requireAllocatable(count, name)
+      try Validation.requireAllocatable(count, name)
       return UnsafeBufferPointer(start: p, count: count).map(Double.init)
     }
     let (inputs, gradients) = (try widened(a, shape.aCount, "a"), try widened(g, shape.gCount, "g"))

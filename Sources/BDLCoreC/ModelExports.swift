@@ -162,7 +162,7 @@ public func bdl_model_jacobian(
     let m = try modelHandle(model).model
     let x = try ModelArguments.batch(X, n, m)
     let needed = try Arguments.product([x.count, m.outputCount, m.parameterCount], "n·C·P")
-    try Arguments.requireAllocatable(needed, "Jacobian")
+    try Validation.requireAllocatable(needed, "Jacobian")
     let out = try Arguments.output(outJacobian, capacity: capacity, needed: needed, "out_jacobian")
     out.write(try m.jacobian(x).elements)
   }
@@ -207,7 +207,7 @@ public func bdl_model_per_example_gradients(
   exported { () throws(BDLError) in
     let m = try modelHandle(model).model
     let rows = try Arguments.product([Arguments.size(n, "n"), Arguments.size(k, "k"), m.parameterCount], "n·K·P")
-    try Arguments.requireAllocatable(rows, "per-example gradients")
+    try Validation.requireAllocatable(rows, "per-example gradients")
     let out = try Arguments.output(outGradients, capacity: capacity, needed: rows, "out_gradients")
     out.write(try m.perExampleGradients(backwardStatistics(m, X, n, V, k)).elements)
   }

@@ -38,6 +38,11 @@ public struct Conv2d: LinearMapLayer {
     return hasBias ? [weight, [outChannels]] : [weight]
   }
   public var inputDimension: Int { inChannels * kernelSize * kernelSize }
+
+  /// The im2col patches: R positions × C_in·k·k.
+  public func cacheSize(forInput shape: [Int]) -> Int {
+    (try? outputShape(forInput: shape)).map { $0[1] * $0[2] * inputDimension } ?? 0
+  }
   public var outputDimension: Int { outChannels }
 
   public func outputShape(forInput shape: [Int]) throws(BDLError) -> [Int] {

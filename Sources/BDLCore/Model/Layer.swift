@@ -22,6 +22,9 @@ public protocol Layer: Sendable, CustomStringConvertible {
     _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
   ) throws(BDLError) -> Tensor
 
+  /// Doubles the forward cache holds per example (for the working-memory estimate).
+  func cacheSize(forInput shape: [Int]) -> Int
+
   /// `init` parameters like PyTorch's defaults, into this layer's slice of θ.
   func initialize(_ parameters: UnsafeMutableBufferPointer<Double>, using random: inout RandomSource)
 }
@@ -32,6 +35,9 @@ extension Layer {
 
   /// Number of parameters.
   public var parameterCount: Int { parameterShapes.reduce(0) { $0 + $1.reduce(1, *) } }
+
+  /// Doubles the forward cache holds per example: by default the input itself.
+  public func cacheSize(forInput shape: [Int]) -> Int { shape.reduce(1, *) }
 }
 
 /// A layer computing y_r = W·a_r + b at R positions per example — the structure K-FAC

@@ -83,15 +83,14 @@ public struct Sequential: Sendable {
 
   /// Refuses a batch whose activations and caches (and, for `vectors` K > 0, the backward
   /// gradients and statistics) would not fit in memory, before anything is allocated. Estimates:
-  /// forward N·Σ_layers (output + cache), im2col patches counted for convolutions; backward
+  /// forward N·Σ_layers (output + cache, `Layer.cacheSize`); backward
   /// N·K·Σ_layers (input + output).
   public func requireWorkingMemory(batch n: Int, vectors k: Int = 0) throws(BDLError) {
     let size = { (shape: [Int]) in shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue } }
     var perExample = 0, perVector = 0
     for (index, layer) in layers.enumerated() {
       let input = size(shapes[index]), output = size(shapes[index + 1])
-      let cache = (layer as? Conv2d).map { output / $0.outChannels * $0.inputDimension } ?? input
-      perExample = perExample &+ output &+ cache
+      perExample = perExample &+ output &+ layer.cacheSize(forInput: shapes[index])
       perVector = perVector &+ input &+ output
     }
     let total = n.multipliedReportingOverflow(by: perExample).partialValue

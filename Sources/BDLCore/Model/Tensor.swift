@@ -63,11 +63,6 @@ public struct Tensor: Equatable, Sendable {
     return copy
   }
 
-  /// The matrix view (first dimension × the rest).
-  public var asMatrix: Matrix {
-    Matrix(unchecked: count, columns: exampleSize, elements: elements)
-  }
-
   /// "(2, 3, 4)".
   public static func describe(_ shape: [Int]) -> String {
     "(" + shape.map(String.init).joined(separator: ", ") + ")"

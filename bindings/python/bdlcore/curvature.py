@@ -291,6 +291,21 @@ class _Curvature(_OwnedHandle):
 class _KroneckerCurvature(_Curvature):
     """K-FAC and EK-FAC: one Kronecker block per weight, one B block per bias."""
 
+    def __init__(
+        self,
+        model: Sequential,
+        X,
+        y,
+        likelihood: str = "classification",
+        approx: str = "expand",
+        fisher: str = "exact",
+        mc_samples: int = 1,
+        seed: int = 0,
+        batch_size: int = 256,
+    ):
+        super().__init__()
+        self._fit(model, X, y, likelihood, fisher, approx, mc_samples, seed, batch_size)
+
     def _take(self, handle: int) -> None:
         super()._take(handle)
         entries = []
@@ -398,21 +413,6 @@ class KFAC(_KroneckerCurvature):
     _owner_name = "KFAC"
     _kind = _lib.BDL_CURVATURE_KFAC
 
-    def __init__(
-        self,
-        model: Sequential,
-        X,
-        y,
-        likelihood: str = "classification",
-        approx: str = "expand",
-        fisher: str = "exact",
-        mc_samples: int = 1,
-        seed: int = 0,
-        batch_size: int = 256,
-    ):
-        super().__init__()
-        self._fit(model, X, y, likelihood, fisher, approx, mc_samples, seed, batch_size)
-
 
 class EKFAC(_KroneckerCurvature):
     r"""EK-FAC: K-FAC's eigenbases with eigenvalues refitted to the per-example gradients.
@@ -432,23 +432,26 @@ class EKFAC(_KroneckerCurvature):
     _owner_name = "EKFAC"
     _kind = _lib.BDL_CURVATURE_EKFAC
 
+
+class _GGNCurvature(_Curvature):
+    """The GGN kinds, fitted without a K-FAC approximation."""
+
     def __init__(
         self,
         model: Sequential,
         X,
         y,
         likelihood: str = "classification",
-        approx: str = "expand",
         fisher: str = "exact",
         mc_samples: int = 1,
         seed: int = 0,
         batch_size: int = 256,
     ):
         super().__init__()
-        self._fit(model, X, y, likelihood, fisher, approx, mc_samples, seed, batch_size)
+        self._fit(model, X, y, likelihood, fisher, None, mc_samples, seed, batch_size)
 
 
-class DiagGGN(_Curvature):
+class DiagGGN(_GGNCurvature):
     r"""The diagonal of G: diag(G)_p = Σ_{n,k} (∂⟨f(x_n), s_{n,k}⟩/∂θ_p)².
 
     With ``fisher="exact"`` (s the columns of S, S Sᵀ = Λ) this is the exact diagonal of the GGN
@@ -462,22 +465,8 @@ class DiagGGN(_Curvature):
     _owner_name = "DiagGGN"
     _kind = _lib.BDL_CURVATURE_DIAG_GGN
 
-    def __init__(
-        self,
-        model: Sequential,
-        X,
-        y,
-        likelihood: str = "classification",
-        fisher: str = "exact",
-        mc_samples: int = 1,
-        seed: int = 0,
-        batch_size: int = 256,
-    ):
-        super().__init__()
-        self._fit(model, X, y, likelihood, fisher, None, mc_samples, seed, batch_size)
 
-
-class GGN(_Curvature):
+class GGN(_GGNCurvature):
     r"""The dense GGN G = Σ_n J_nᵀ Λ_n J_n (P × P; for small models).
 
     Built from the per-example gradients of ⟨f(x_n), s_{n,k}⟩, never from a full Jacobian of
@@ -490,20 +479,6 @@ class GGN(_Curvature):
 
     _owner_name = "GGN"
     _kind = _lib.BDL_CURVATURE_GGN
-
-    def __init__(
-        self,
-        model: Sequential,
-        X,
-        y,
-        likelihood: str = "classification",
-        fisher: str = "exact",
-        mc_samples: int = 1,
-        seed: int = 0,
-        batch_size: int = 256,
-    ):
-        super().__init__()
-        self._fit(model, X, y, likelihood, fisher, None, mc_samples, seed, batch_size)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,10 +30,7 @@ with bdlcore.Sequential([bdlcore.Linear(64, 128), bdlcore.ReLU(), bdlcore.Linear
     # Per-layer inputs a (N, R, d_in) and output-gradients g (N, K, R, d_out): K-FAC's raw material.
     for layer, a, g in net.backward_vectors(X_test[:5] / 16, np.ones((5, 1, 10))):
         print(f"layer {layer}: a {a.shape}, g {g.shape}")
-
-# K-FAC of the trained network: per-layer factors and the exact damped log-determinant.
-with bdlcore.Sequential([bdlcore.Linear(64, 128), bdlcore.ReLU(), bdlcore.Linear(128, 10)], seed=0) as net:
-    net.fit(X_train / 16, y_train, epochs=30, lr=3e-3, schedule="cosine", prior_precision=1e-4, progress=False)
+    # K-FAC of the trained network: per-layer factors and the exact damped log-determinant.
     with bdlcore.KFAC(net, X_train / 16, y_train, approx="expand", fisher="exact") as kfac:
         B, A = kfac.factors(0)                      # (128, 128) and (64, 64)
         print("log det(G + I) =", kfac.logdet(damping=1.0), "trace", kfac.trace())
