@@ -24,10 +24,12 @@ extension CurvatureOperator {
 
 /// Batch by batch over (inputs, targets): a forward pass, the Fisher source's output vectors and
 /// their backward — the per-layer statistics (a, g) every curvature is built from. Monte-Carlo
-/// batches draw from one seeded sequence of streams.
+/// batches draw from one seeded sequence of streams. `progress(done, total)` follows each batch
+/// (examples done so far, N).
 func forEachStatisticsBatch(
   model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
-  fisher: FisherSource, batchSize: Int, _ body: ([Sequential.LayerStatistics]) throws(BDLError) -> Void
+  fisher: FisherSource, batchSize: Int, progress: ((Int, Int) -> Void)? = nil,
+  _ body: ([Sequential.LayerStatistics]) throws(BDLError) -> Void
 ) throws(BDLError) {
   try model.validateInput(x)
   guard targets.count == x.count else { throw .shapeMismatch("\(targets.count) targets for \(x.count) examples") }
@@ -47,6 +49,7 @@ func forEachStatisticsBatch(
     }
     let v = try source.outputVectors(pass.output, targets.subset(indices), likelihood: likelihood)
     try body(model.backward(pass, vectors: v))
+    progress?(indices.upperBound, x.count)
   }
 }
 
@@ -54,9 +57,10 @@ func forEachStatisticsBatch(
 /// to the GGN (exact source) or a Fisher estimate.
 func forEachGradientBatch(
   model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
-  fisher: FisherSource, batchSize: Int, _ body: (Matrix) throws(BDLError) -> Void
+  fisher: FisherSource, batchSize: Int, progress: ((Int, Int) -> Void)? = nil,
+  _ body: (Matrix) throws(BDLError) -> Void
 ) throws(BDLError) {
-  try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize) { statistics throws(BDLError) in
+  try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress) { statistics throws(BDLError) in
     try body(model.perExampleGradients(statistics))
   }
 }

@@ -13,11 +13,11 @@ public struct DenseGGN: CurvatureOperator {
 
   public static func fit(
     model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
-    fisher: FisherSource = .exact, batchSize: Int = 256
+    fisher: FisherSource = .exact, batchSize: Int = 256, progress: ((Int, Int) -> Void)? = nil
   ) throws(BDLError) -> DenseGGN {
     try Validation.requireAllocatable(try Validation.product(model.parameterCount, model.parameterCount, "P²"), "the dense GGN")
     var g = Matrix(rows: model.parameterCount, columns: model.parameterCount)
-    try forEachGradientBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize) { rows throws(BDLError) in
+    try forEachGradientBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress) { rows throws(BDLError) in
       try g.addGram(of: rows.elements, rows: rows.rows, columns: rows.columns)
     }
     return try DenseGGN(matrix: g)
@@ -77,10 +77,10 @@ public struct DiagonalGGN: CurvatureOperator {
 
   public static func fit(
     model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
-    fisher: FisherSource = .exact, batchSize: Int = 256
+    fisher: FisherSource = .exact, batchSize: Int = 256, progress: ((Int, Int) -> Void)? = nil
   ) throws(BDLError) -> DiagonalGGN {
     var d = [Double](repeating: 0, count: model.parameterCount)
-    try forEachGradientBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize) { rows in
+    try forEachGradientBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress) { rows in
       for r in 0..<rows.rows {
         for p in 0..<rows.columns {
           let value = rows.elements[r * rows.columns + p]

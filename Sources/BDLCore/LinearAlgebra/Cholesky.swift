@@ -76,6 +76,24 @@ public struct Cholesky: Sendable {
     return x
   }
 
+  /// L⁻ᵀ·B (back substitution): with B's columns standard normal, the columns of the result
+  /// have covariance (L·Lᵀ)⁻¹ = A⁻¹ — how a Gaussian with precision A is sampled.
+  public func solveLowerTransposed(_ b: Matrix) throws(BDLError) -> Matrix {
+    guard b.rows == order else {
+      throw .shapeMismatch("triangular solve: right-hand side has \(b.rows) rows, expected \(order)")
+    }
+    var x = b
+    if order == 0 || b.columns == 0 { return x }
+    try lower.elements.withUnsafeBufferPointer { l throws(BDLError) in
+      try x.elements.withUnsafeMutableBufferPointer { p throws(BDLError) in
+        try BLAS.trsmLowerLeft(
+          transpose: true, n: order, nrhs: b.columns, alpha: 1, l: l.baseAddress!, ldl: order,
+          b: p.baseAddress!, ldb: b.columns)
+      }
+    }
+    return x
+  }
+
   /// A⁻¹ (dpotri), symmetric.
   public func inverse() throws(BDLError) -> Matrix {
     var inv = lower

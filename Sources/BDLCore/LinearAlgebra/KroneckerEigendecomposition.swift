@@ -180,7 +180,17 @@ public struct KroneckerEigendecomposition: Sendable {
       throw .shapeMismatch("output has room for \(y.count) entries, \(x.count) are needed")
     }
     try Validation.requireFinite(x, "X")
-    let weights = try poweredSpectrum(e, scale: h, shift: δ)
+    try applySpectrum(try poweredSpectrum(e, scale: h, shift: δ), to: x, count: k, into: y)
+  }
+
+  /// Y_t = (Q_B ⊗ Q_A)·diag(w)·(Q_B ⊗ Q_A)ᵀ·X_t for any weights w (nb × na): the functions of M
+  /// whose spectrum is not h·β·α + δ, such as a posterior with the eigenbasis-projected
+  /// per-parameter prior. Sizes are the caller's to check; `y` may be `x`.
+  func applySpectrum(
+    _ weights: Matrix, to x: UnsafeBufferPointer<Double>, count k: Int, into y: UnsafeMutableBufferPointer<Double>
+  ) throws(BDLError) {
+    let nb = outputOrder, na = inputOrder
+    let blockSize = nb * na
     _ = try BLAS.int32(k * nb, "k·nb")
     if k == 0 { return }
     var first = [Double](repeating: 0, count: blockSize)
@@ -215,12 +225,31 @@ public struct KroneckerEigendecomposition: Sendable {
 
   /// diag((h·B ⊗ A + δ·I)^e) as an nb × na matrix: (Q_B ∘ Q_B)·d^e·(Q_A ∘ Q_A)ᵀ.
   public func diagonalOfPower(_ e: Double, scale h: Double, shift δ: Double) throws(BDLError) -> Matrix {
-    let weights = try poweredSpectrum(e, scale: h, shift: δ)
+    try diagonal(ofSpectrum: try poweredSpectrum(e, scale: h, shift: δ))
+  }
+
+  /// diag((Q_B ⊗ Q_A)·diag(w)·(Q_B ⊗ Q_A)ᵀ) = (Q_B ∘ Q_B)·w·(Q_A ∘ Q_A)ᵀ for weights w (nb × na).
+  func diagonal(ofSpectrum w: Matrix) throws(BDLError) -> Matrix {
+    let (qb2, qa2) = squaredEigenvectors
+    return try qb2.multiplied(by: w).multiplied(by: qa2, transposingOther: true)
+  }
+
+  /// The eigenbasis projection of a diagonal Δ (nb × na, one value per entry of the block):
+  /// (Q_B ∘ Q_B)ᵀ·Δ·(Q_A ∘ Q_A), the diagonal of (Q_B ⊗ Q_A)ᵀ·diag(Δ)·(Q_B ⊗ Q_A). This is how
+  /// a per-parameter prior enters a Kronecker posterior while keeping its eigenbasis (the SpaM
+  /// code's rule); for a constant Δ = δ it is exactly δ, because the rows of Q ∘ Q sum to 1.
+  func projectedDiagonal(_ Δ: Matrix) throws(BDLError) -> Matrix {
+    let (qb2, qa2) = squaredEigenvectors
+    return try qb2.multiplied(by: Δ, transposingSelf: true).multiplied(by: qa2)
+  }
+
+  /// (Q_B ∘ Q_B, Q_A ∘ Q_A).
+  private var squaredEigenvectors: (Matrix, Matrix) {
     var qb2 = b.eigenvectors
     var qa2 = a.eigenvectors
     for i in qb2.elements.indices { qb2.elements[i] *= qb2.elements[i] }
     for i in qa2.elements.indices { qa2.elements[i] *= qa2.elements[i] }
-    return try qb2.multiplied(by: weights).multiplied(by: qa2, transposingOther: true)
+    return (qb2, qa2)
   }
 
   private func nonPositive(

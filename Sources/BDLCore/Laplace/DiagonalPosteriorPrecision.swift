@@ -1,0 +1,42 @@
+/// P = diag(h·g + δ) for the GGN diagonal g: every function of P is elementwise.
+struct DiagonalPosteriorPrecision: PosteriorPrecision {
+  let curvature: [Double]
+  /// d_p = h·g_p + δ_p.
+  let values: [Double]
+
+  init(curvature g: [Double], scale h: Double, prior δ: [Double]) throws(BDLError) {
+    values = zip(g, δ).map { h * $0 + $1 }
+    if let p = values.firstIndex(where: { !($0 > 0 && $0.isFinite) }) {
+      throw singularPosterior("entry \(p) is \(values[p])")
+    }
+    curvature = g
+  }
+
+  var logDeterminant: Double {
+    values.withUnsafeBufferPointer { sumOfLogarithms($0).sum }
+  }
+
+  func priorSensitivity() throws(BDLError) -> [Double] { values.map { 1 / $0 } }
+
+  func scaleSensitivity() throws(BDLError) -> Double {
+    zip(curvature, values).reduce(0) { $0 + $1.0 / $1.1 }
+  }
+
+  func applyPower(_ e: Double, toRows x: Matrix) throws(BDLError) -> Matrix {
+    guard e == 1 || e == -1 else { throw .invalidArgument("exponent \(e): P and P⁻¹ only") }
+    return scaledColumns(x) { p in e == 1 ? values[p] : 1 / values[p] }
+  }
+
+  func covarianceFactor(rows z: Matrix) throws(BDLError) -> Matrix {
+    scaledColumns(z) { p in 1 / values[p].squareRoot() }
+  }
+
+  private func scaledColumns(_ x: Matrix, _ factor: (Int) -> Double) -> Matrix {
+    var y = x
+    for p in 0..<x.columns {
+      let f = factor(p)
+      for r in 0..<x.rows { y.elements[r * x.columns + p] *= f }
+    }
+    return y
+  }
+}

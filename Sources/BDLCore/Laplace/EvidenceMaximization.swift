@@ -1,0 +1,157 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Evidence-optimal hyperparameters: maximise the log marginal likelihood over t = log δ (each
+/// prior-precision entry) and optionally log σ, to a gradient norm below a tolerance.
+extension Laplace {
+  public struct EvidenceMaximization: Sendable, Equatable {
+    /// The hyperparameters reached (also set on the posterior).
+    public let hyperparameters: LaplaceHyperparameters
+    public let logMarginalLikelihood: Double
+    /// ‖∂E/∂t‖₂ at the result, over the coordinates not held at a bound.
+    public let gradientNorm: Double
+    public let iterations: Int
+    public let converged: Bool
+  }
+
+  /// Log prior precisions are kept in [log 1e−10, log 1e10]: a parameter the data leave exactly at
+  /// its prior mean has an evidence increasing without bound in δ_p.
+  static let logPriorBounds = log(1e-10)...log(1e10)
+  /// Up to this many hyperparameters, Newton's method with the Hessian by central differences
+  /// of the analytic gradient (2m gradient evaluations per step; the evidence is smooth and
+  /// concave in each log δ, so Newton converges in a handful of steps). Beyond it (a per-
+  /// parameter prior), Newton with the separable diagonal Hessian of the diagonal structure,
+  /// ∂²E/∂t_p² ≈ −½ δ_p s_p (1 − δ_p s_p) − ½ δ_p (θ_p − μ_p)² with s_p = ∂log det P/∂δ_p,
+  /// exact for `diag` and a preconditioner for the others.
+  static let denseNewtonLimit = 64
+
+  /// Maximises the evidence over the prior precision with `structure` (starting from the current
+  /// prior, averaged geometrically where the structure changes) and, for regression with
+  /// `optimizeSigma`, over σ. laplace-torch takes 100 Adam steps on the same objective; here the
+  /// analytic gradient lets Newton's method reach ‖∇‖ < `tolerance` (default 1e−8, stationarity
+  /// to near rounding) in typically under 20 steps. The result is stored as the posterior's
+  /// hyperparameters even if not converged (`converged` says which).
+  public mutating func optimizePriorPrecision(
+    structure: PriorStructure = .layerwise, optimizeSigma: Bool = false, tolerance: Double = 1e-8,
+    maxIterations: Int = 200
+  ) throws(BDLError) -> EvidenceMaximization {
+    guard tolerance.isFinite, tolerance > 0 else { throw .invalidArgument("tolerance = \(tolerance); it must be > 0") }
+    guard maxIterations >= 1 else { throw .invalidArgument("max_iterations = \(maxIterations); it must be ≥ 1") }
+    let withSigma = optimizeSigma && likelihood == .regression
+    let start = try groups.perParameter(priorPrecision: hyperparameters.priorPrecision)
+    let count = structure.count(groups: groups.ranges)
+    var t = groups.reduce(start.map { log($0) }, to: structure)
+    let sizes = groups.reduce([Double](repeating: 1, count: parameterCount), to: structure)
+    for k in t.indices { t[k] = min(max(t[k] / sizes[k], Self.logPriorBounds.lowerBound), Self.logPriorBounds.upperBound) }
+    precondition(t.count == count)
+    if withSigma { t.append(log(hyperparameters.sigma)) }
+
+    func candidate(_ t: [Double]) -> LaplaceHyperparameters {
+      var hp = self.hyperparameters
+      hp.priorPrecision = t[0..<count].map { exp($0) }
+      if withSigma { hp.sigma = exp(t[count]) }
+      return hp
+    }
+    /// Value and gradient in t.
+    func objective(_ t: [Double]) throws(BDLError) -> (Double, [Double], Evaluation) {
+      let e = try evaluate(candidate(t))
+      let g = try gradient(e)
+      return (g.logMarginalLikelihood, g.logPriorPrecision + (withSigma ? [g.logSigma] : []), e)
+    }
+    /// The gradient without the components pushing against an active bound.
+    func projected(_ g: [Double], _ t: [Double]) -> [Double] {
+      g.indices.map { k in
+        guard k < count else { return g[k] }
+        if t[k] <= Self.logPriorBounds.lowerBound && g[k] < 0 { return 0 }
+        if t[k] >= Self.logPriorBounds.upperBound && g[k] > 0 { return 0 }
+        return g[k]
+      }
+    }
+    func norm(_ v: [Double]) -> Double { v.reduce(0) { $0 + $1 * $1 }.squareRoot() }
+
+    var (value, g, e) = try objective(t)
+    var iterations = 0
+    while norm(projected(g, t)) >= tolerance && iterations < maxIterations {
+      iterations += 1
+      let direction = try newtonDirection(t: t, gradient: g, evaluation: e, count: count, objective: objective)
+      var accepted = false
+      var step = 1.0
+      for _ in 0..<40 {
+        var candidate = t
+        for k in t.indices { candidate[k] += step * direction[k] }
+        for k in 0..<count { candidate[k] = min(max(candidate[k], Self.logPriorBounds.lowerBound), Self.logPriorBounds.upperBound) }
+        if let (v2, g2, e2) = try? objective(candidate) {
+          // Near the optimum the evidence changes by less than its rounding; then a step that
+          // shrinks the gradient is progress too.
+          let slack = 1e-12 * max(1, abs(value))
+          if v2 > value || (v2 >= value - slack && norm(projected(g2, candidate)) < norm(projected(g, t))) {
+            (t, value, g, e) = (candidate, v2, g2, e2)
+            accepted = true
+            break
+          }
+        }
+        step /= 2
+      }
+      if !accepted { break }
+    }
+    let final = candidate(t)
+    self.hyperparameters = final
+    let gradientNorm = norm(projected(g, t))
+    return EvidenceMaximization(
+      hyperparameters: final, logMarginalLikelihood: value, gradientNorm: gradientNorm, iterations: iterations,
+      converged: gradientNorm < tolerance)
+  }
+
+  /// The Newton direction −H⁻¹g (an ascent direction: H is made negative definite by shifting
+  /// its spectrum when needed), each component capped at 2 (a factor e² in a hyperparameter).
+  private func newtonDirection(
+    t: [Double], gradient g: [Double], evaluation e: Evaluation, count: Int,
+    objective: ([Double]) throws(BDLError) -> (Double, [Double], Evaluation)
+  ) throws(BDLError) -> [Double] {
+    let m = t.count
+    var direction: [Double]
+    if m <= Self.denseNewtonLimit {
+      // Central differences of the analytic gradient, symmetrised.
+      let ε = 1e-5
+      var h = Matrix(rows: m, columns: m)
+      for k in 0..<m {
+        var up = t, down = t
+        up[k] += ε
+        down[k] -= ε
+        let (_, gu, _) = try objective(up)
+        let (_, gd, _) = try objective(down)
+        for j in 0..<m { h[j, k] = (gu[j] - gd[j]) / (2 * ε) }
+      }
+      var negative = Matrix(rows: m, columns: m)
+      for j in 0..<m { for k in 0..<m { negative[j, k] = -(h[j, k] + h[k, j]) / 2 } }
+      let eigen = try SymmetricEigendecomposition(negative, name: "negative evidence Hessian")
+      let largest = max(eigen.eigenvalues.map(abs).max() ?? 1, 1e-300)
+      let floor = 1e-8 * largest
+      let rotated = try eigen.eigenvectors.multiplied(by: g, transposingSelf: true)
+      let scaled = rotated.enumerated().map { $0.element / max(eigen.eigenvalues[$0.offset], floor) }
+      direction = try eigen.eigenvectors.multiplied(by: scaled)
+    } else {
+      let s = try e.precision.priorSensitivity()
+      let perParameter = (0..<parameterCount).map { p -> Double in
+        let δ = e.prior[p], r = mean[p] - e.priorMean[p], ds = δ * s[p]
+        return 0.5 * ds * (1 - ds) + 0.5 * δ * r * r
+      }
+      let structure = try groups.structure(ofPriorCount: count)
+      let diagonal = groups.reduce(perParameter, to: structure)
+      direction = (0..<count).map { k in g[k] / max(diagonal[k], 1e-12) }
+      if m > count {
+        // log σ: its own curvature by a central difference of its gradient component.
+        let ε = 1e-5
+        var up = t, down = t
+        up[count] += ε
+        down[count] -= ε
+        let curvature = -((try objective(up)).1[count] - (try objective(down)).1[count]) / (2 * ε)
+        direction.append(g[count] / max(curvature, 1e-12))
+      }
+    }
+    return direction.map { min(max($0, -2), 2) }
+  }
+}

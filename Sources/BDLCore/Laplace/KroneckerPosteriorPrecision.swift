@@ -1,0 +1,158 @@
+/// P = h·G_KFAC + P0 block by block in each block's eigenbasis Q = Q_B ⊗ Q_A, never formed:
+/// P_block = Q·diag(d)·Qᵀ with
+/// - a prior constant on the block (scalar or per-tensor δ), exactly: d_ij = h·λ_ij + δ, where
+///   λ_ij = β_i·α_j (K-FAC) or the refit Λ_ij (EK-FAC);
+/// - a per-parameter prior Δ, through its eigenbasis projection (an approximation, the SpaM
+///   code's rule): d_ij = h·λ_ij + δ̃_ij, δ̃ = (Q_B ∘ Q_B)ᵀ·Δ·(Q_A ∘ Q_A);
+/// - the damped form (weight blocks only, block-constant δ): d_ij = (√h·β_i + √δ)(√h·α_j + √δ),
+///   the eigenvalues of (√h·B + √δ·I) ⊗ (√h·A + √δ·I); bias blocks (one factor) stay h·β + δ,
+///   as laplace-torch's `KronDecomposed` treats single-factor blocks.
+/// Then log det P = Σ log d, P^e = Q·diag(d^e)·Qᵀ, and ∂ log det P/∂Δ = (Q_B∘Q_B)·(1/d)·(Q_A∘Q_A)ᵀ,
+/// which for a constant δ is diag(P⁻¹).
+struct KroneckerPosteriorPrecision: PosteriorPrecision {
+  struct Block: Sendable {
+    let parameters: Range<Int>
+    let factors: KroneckerEigendecomposition
+    /// λ (nb × na): the curvature's eigenvalues in the block's eigenbasis.
+    let curvature: Matrix
+    /// d (nb × na): P's eigenvalues in the same basis.
+    let values: Matrix
+    /// ∂d_ij/∂δ and ∂d_ij/∂h when d is the damped product (nil: the exact forms 1 and λ_ij).
+    let dampedDerivatives: (prior: Matrix, scale: Matrix)?
+  }
+
+  let blocks: [Block]
+  let parameterCount: Int
+
+  init(kfac: KFAC, scale h: Double, prior δ: [Double], damped: Bool) throws(BDLError) {
+    var covered = 0
+    var blocks: [Block] = []
+    for block in kfac.blocks {
+      guard block.parameters.lowerBound == covered else {
+        throw .unsupported("the Kronecker posterior needs K-FAC blocks covering every parameter; parameters \(covered)..<\(block.parameters.lowerBound) have none")
+      }
+      covered = block.parameters.upperBound
+      let factors = try block.factors.damped(.exact)
+      let λ = try factors.spectrum(scale: 1, shift: 0)
+      let prior = Array(δ[block.parameters])
+      let constant = prior.allSatisfy { $0 == prior[0] }
+      var values: Matrix
+      var derivatives: (prior: Matrix, scale: Matrix)? = nil
+      if damped && !block.isBias {
+        guard constant else {
+          throw .unsupported("the damped Kronecker form needs one prior precision per block (scalar or per tensor), not per parameter")
+        }
+        guard factors.correctedEigenvalues == nil else {
+          throw .unsupported("the damped Kronecker form needs Kronecker factors; EK-FAC eigenvalues are not a product")
+        }
+        (values, derivatives) = try Self.dampedSpectrum(factors, scale: h, prior: prior[0])
+      } else if constant {
+        values = λ
+        for i in values.elements.indices { values.elements[i] = h * λ.elements[i] + prior[0] }
+      } else {
+        let Δ = try Matrix(rows: factors.outputOrder, columns: factors.inputOrder, elements: prior)
+        values = try factors.projectedDiagonal(Δ)
+        for i in values.elements.indices { values.elements[i] += h * λ.elements[i] }
+      }
+      if let bad = values.elements.firstIndex(where: { !($0 > 0 && $0.isFinite) }) {
+        throw singularPosterior("eigenvalue \(bad) of the block at parameters \(block.parameters) is \(values.elements[bad])")
+      }
+      blocks.append(Block(parameters: block.parameters, factors: factors, curvature: λ, values: values, dampedDerivatives: derivatives))
+    }
+    guard covered == kfac.parameterCount, covered == δ.count else {
+      throw .unsupported("the Kronecker posterior needs K-FAC blocks covering every parameter; \(covered) of \(δ.count) are covered")
+    }
+    self.blocks = blocks
+    self.parameterCount = covered
+  }
+
+  /// d_ij = (√h·β_i + √δ)(√h·α_j + √δ) with its derivatives in δ and h:
+  /// ∂d/∂δ = [(√h·β_i + √δ) + (√h·α_j + √δ)]/(2√δ), ∂d/∂h = [β_i(√h·α_j + √δ) + α_j(√h·β_i + √δ)]/(2√h).
+  private static func dampedSpectrum(
+    _ factors: KroneckerEigendecomposition, scale h: Double, prior δ: Double
+  ) throws(BDLError) -> (Matrix, (prior: Matrix, scale: Matrix)) {
+    guard h > 0 else { throw .invalidArgument("the damped Kronecker form needs h > 0") }
+    let (nb, na) = (factors.outputOrder, factors.inputOrder)
+    let (rh, rδ) = (h.squareRoot(), δ.squareRoot())
+    var d = Matrix(rows: nb, columns: na), dδ = d, dh = d
+    for i in 0..<nb {
+      let β = factors.b.eigenvalues[i], left = rh * β + rδ
+      for j in 0..<na {
+        let α = factors.a.eigenvalues[j], right = rh * α + rδ
+        d.elements[i * na + j] = left * right
+        dδ.elements[i * na + j] = (left + right) / (2 * rδ)
+        dh.elements[i * na + j] = (β * right + α * left) / (2 * rh)
+      }
+    }
+    return (d, (dδ, dh))
+  }
+
+  var logDeterminant: Double {
+    blocks.reduce(0) { total, block in
+      total + block.values.elements.withUnsafeBufferPointer { sumOfLogarithms($0).sum }
+    }
+  }
+
+  func priorSensitivity() throws(BDLError) -> [Double] {
+    var result = [Double](repeating: 0, count: parameterCount)
+    for block in blocks {
+      if let (prior, _) = block.dampedDerivatives {
+        // One δ per block: only the block's total is defined; spread it evenly.
+        var total = 0.0
+        for i in prior.elements.indices { total += prior.elements[i] / block.values.elements[i] }
+        let share = total / Double(block.parameters.count)
+        for p in block.parameters { result[p] = share }
+      } else {
+        var inverse = block.values
+        for i in inverse.elements.indices { inverse.elements[i] = 1 / inverse.elements[i] }
+        result.replaceSubrange(block.parameters, with: try block.factors.diagonal(ofSpectrum: inverse).elements)
+      }
+    }
+    return result
+  }
+
+  func scaleSensitivity() throws(BDLError) -> Double {
+    var total = 0.0
+    for block in blocks {
+      let derivative = block.dampedDerivatives?.scale ?? block.curvature
+      for i in derivative.elements.indices { total += derivative.elements[i] / block.values.elements[i] }
+    }
+    return total
+  }
+
+  func applyPower(_ e: Double, toRows x: Matrix) throws(BDLError) -> Matrix {
+    guard e == 1 || e == -1 else { throw .invalidArgument("exponent \(e): P and P⁻¹ only") }
+    return try applySpectra(to: x) { e == 1 ? $0 : 1 / $0 }
+  }
+
+  func covarianceFactor(rows z: Matrix) throws(BDLError) -> Matrix {
+    try applySpectra(to: z) { 1 / $0.squareRoot() }
+  }
+
+  /// Rows X ↦ rows of Q·diag(f(d))·Qᵀ applied block by block (each row's block slice is gathered
+  /// into one contiguous nb × na matrix, transformed, and scattered back).
+  private func applySpectra(to x: Matrix, _ f: (Double) -> Double) throws(BDLError) -> Matrix {
+    guard x.columns == parameterCount else {
+      throw .shapeMismatch("rows have \(x.columns) entries, the posterior has \(parameterCount) parameters")
+    }
+    var y = x
+    for block in blocks {
+      var weights = block.values
+      for i in weights.elements.indices { weights.elements[i] = f(weights.elements[i]) }
+      let size = block.parameters.count
+      var slices = [Double](repeating: 0, count: x.rows * size)
+      for r in 0..<x.rows {
+        let start = r * x.columns + block.parameters.lowerBound
+        slices.replaceSubrange((r * size)..<((r + 1) * size), with: x.elements[start..<(start + size)])
+      }
+      try slices.withUnsafeMutableBufferPointer { s throws(BDLError) in
+        try block.factors.applySpectrum(weights, to: UnsafeBufferPointer(s), count: x.rows, into: s)
+      }
+      for r in 0..<x.rows {
+        let start = r * x.columns + block.parameters.lowerBound
+        y.elements.replaceSubrange(start..<(start + size), with: slices[(r * size)..<((r + 1) * size)])
+      }
+    }
+    return y
+  }
+}

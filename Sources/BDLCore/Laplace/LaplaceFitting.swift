@@ -1,0 +1,142 @@
+/// Fitting a Laplace posterior to a network with the built-in engine.
+extension Laplace {
+  /// What to fit: the curvature structure, the parameters covered and how the curvature is
+  /// accumulated. Defaults follow laplace-torch: the exact GGN (type-2 Fisher), K-FAC expand.
+  public struct FitOptions: Sendable {
+    public var structure: Structure = .kron
+    public var subset: Subset = .all
+    public var fisher: FisherSource = .exact
+    public var approximation: KFACApproximation = .expand
+    /// Examples per forward/backward pass; bounds memory, not the result.
+    public var batchSize: Int = 256
+    /// See `Laplace.dampedKronecker`.
+    public var dampedKronecker: Bool = false
+    public init() {}
+  }
+
+  /// Fits the posterior of `model` at its current parameters θ* on (inputs, targets): one pass for
+  /// the loss L and the curvature (one more for EK-FAC). `progress(done, total)` reports examples.
+  /// For `subset = .lastLayer` the network is split before its last linear-map layer: the
+  /// features φ(x) are computed once, and the head (that layer and any parameter-free layers
+  /// after it) is treated as a network of its own on φ — so the curvature of the last layer is
+  /// built from φ and the output vectors directly, never from a φ ⊗ I Jacobian.
+  public static func fit(
+    model: Sequential, inputs x: Tensor, targets: Targets, likelihood: LaplaceLikelihood,
+    options: FitOptions = .init(), hyperparameters: LaplaceHyperparameters = .init(),
+    progress: ((Int, Int) -> Void)? = nil
+  ) throws(BDLError) -> Laplace {
+    try model.validateInput(x)
+    let network = try SubsetNetwork(model: model, subset: options.subset)
+    let features = try network.features(x, batchSize: options.batchSize)
+    let head = network.head
+    let loss: Double
+    switch likelihood {
+    case .classification:
+      loss = try CategoricalLikelihood().negativeLogLikelihood(try head.forward(features), targets)
+    case .regression:
+      let f = try head.forward(features)
+      try GaussianLikelihood().validate(targets, outputs: f)
+      guard case .values(let y) = targets else { throw .invalidArgument("regression needs real-valued targets") }
+      loss = 0.5 * zip(f.elements, y.elements).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
+    }
+    let curvature: Curvature
+    switch likelihood {
+    case .classification:
+      curvature = try fitCurvature(head, features, targets, CategoricalLikelihood(), options, progress)
+    case .regression:
+      curvature = try fitCurvature(head, features, targets, GaussianLikelihood(), options, progress)
+    }
+    return try Laplace(
+      curvature: curvature, mean: head.parameters, tensorSizes: head.tensorSizes, loss: loss,
+      dataCount: x.count, outputCount: model.outputCount, likelihood: likelihood,
+      hyperparameters: hyperparameters, dampedKronecker: options.dampedKronecker, subset: options.subset,
+      parameterRange: network.parameterRange, networkParameterCount: model.parameterCount)
+  }
+
+  private static func fitCurvature(
+    _ model: Sequential, _ x: Tensor, _ targets: Targets, _ likelihood: some Likelihood,
+    _ options: FitOptions, _ progress: ((Int, Int) -> Void)?
+  ) throws(BDLError) -> Curvature {
+    switch options.structure {
+    case .full:
+      return .full(try DenseGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: options.fisher, batchSize: options.batchSize, progress: progress).matrix)
+    case .diagonal:
+      return .diagonal(try DiagonalGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: options.fisher, batchSize: options.batchSize, progress: progress).values)
+    case .kron:
+      return .kron(try KFAC.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: options.fisher, approximation: options.approximation, batchSize: options.batchSize, progress: progress))
+    }
+  }
+
+  /// Checks that `model` is still the network this posterior was fitted to (by size: the values
+  /// of its parameters are the caller's responsibility) and returns the part it covers.
+  func network(_ model: Sequential) throws(BDLError) -> SubsetNetwork {
+    guard model.parameterCount == networkParameterCount else {
+      throw .shapeMismatch("the network has \(model.parameterCount) parameters; the posterior was fitted to one with \(networkParameterCount)")
+    }
+    let network = try SubsetNetwork(model: model, subset: subset)
+    guard network.parameterRange == parameterRange, network.head.outputCount == outputCount else {
+      throw .shapeMismatch("the network's layout differs from the one the posterior was fitted to")
+    }
+    return network
+  }
+}
+
+/// A network seen as feature extractor + head: for `.all` the head is the whole network (no
+/// features); for `.lastLayer` the head starts at the last linear-map layer.
+struct SubsetNetwork {
+  let model: Sequential
+  /// The layers before the head (empty for `.all`).
+  let body: Range<Int>
+  let head: Sequential
+  let parameterRange: Range<Int>
+
+  init(model: Sequential, subset: Laplace.Subset) throws(BDLError) {
+    self.model = model
+    switch subset {
+    case .all:
+      body = 0..<0
+      head = model
+      parameterRange = 0..<model.parameterCount
+    case .lastLayer:
+      guard let last = model.layers.lastIndex(where: { $0 is any LinearMapLayer }) else {
+        throw .invalidArgument("subset last_layer: the network has no Linear or Conv2d layer")
+      }
+      body = 0..<last
+      var head = try Sequential(Array(model.layers[last...]), inputShape: model.shapes[last])
+      parameterRange = model.parameterOffsets[last]..<model.parameterCount
+      try head.setParameters(Array(model.parameters[parameterRange]))
+      self.head = head
+    }
+  }
+
+  /// φ(x): the inputs pushed through the body, in batches (x itself for `.all`).
+  func features(_ x: Tensor, batchSize: Int) throws(BDLError) -> Tensor {
+    guard !body.isEmpty else { return x }
+    guard batchSize >= 1 else { throw .invalidArgument("batch_size = \(batchSize); it must be ≥ 1") }
+    let featureShape = model.shapes[body.upperBound]
+    var result = Tensor(shape: [x.count] + featureShape)
+    let inSize = x.exampleSize, outSize = result.exampleSize
+    try model.parameters.withUnsafeBufferPointer { p throws(BDLError) in
+      for start in stride(from: 0, to: x.count, by: batchSize) {
+        let end = min(start + batchSize, x.count)
+        var current = try Tensor(shape: [end - start] + model.inputShape, elements: Array(x.elements[(start * inSize)..<(end * inSize)]))
+        for index in body {
+          current = try model.layers[index].forward(current, parameters: UnsafeBufferPointer(rebasing: p[model.parameterRange(ofLayer: index)])).output
+        }
+        result.elements.replaceSubrange((start * outSize)..<(end * outSize), with: current.elements)
+      }
+    }
+    return result
+  }
+}
+
+extension Sequential {
+  /// The sizes of the parameter tensors in order: each linear-map layer's weight, then its bias.
+  var tensorSizes: [Int] {
+    layers.flatMap { layer -> [Int] in
+      guard let map = layer as? any LinearMapLayer else { return layer.parameterCount > 0 ? [layer.parameterCount] : [] }
+      let weight = map.inputDimension * map.outputDimension
+      return map.hasBias ? [weight, map.outputDimension] : [weight]
+    }
+  }
+}
