@@ -278,6 +278,8 @@ class Reference:
 
 def fmt(v) -> str:
     if isinstance(v, torch.Tensor):
+        if v.ndim == 0:
+            return f"torch.tensor({v.item()!r})"
         vals = ", ".join(repr(x) for x in v.tolist()) if v.numel() <= 6 else \
             f"<{v.numel()} values, see hp key>"
         return f"torch.tensor([{vals}])"
@@ -293,7 +295,7 @@ class Runner:
                                                   batch_size=defn["n"], shuffle=False)
         self.last_layer_name = last_layer_name
         self.calls: dict[str, str] = {}
-        self.warnings: dict[str, str] = {}
+        self.warnings: dict[str, list[str]] = {}  # message -> call names
         self.unsupported: dict[str, str] = {}
 
     def build(self, structure, subset, **kw):
@@ -316,9 +318,8 @@ class Runner:
                 self.unsupported[key] = f"{type(err).__name__}: {err}"
                 return None
         self.calls[key] = call
-        msgs = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
-        if msgs:
-            self.warnings[key] = " | ".join(msgs)
+        for msg in sorted({f"{w.category.__name__}: {w.message}" for w in caught}):
+            self.warnings.setdefault(msg, []).append(key)
         return value
 
 
@@ -425,7 +426,10 @@ def generate(defn: dict, report: dict) -> dict[str, np.ndarray]:
                     call = f"{call}; la.log_marginal_likelihood({args})"
                     if case == "kron_damped_form":
                         pp = la.posterior_precision  # KronDecomposed, damping flag lost
-                        assert la.H.damping and not pp.damping, (key, kw, la.H.damping, pp.damping)
+                        # KronLaplace keeps damping=True on la.H only; KronLLLaplace loses it
+                        # in __init__ already (KronLaplace.__init__ resets it to False).
+                        assert la.damping == la.H.damping == (subset == "all"), key
+                        assert not pp.damping, key
                         damped = KronDecomposed(pp.eigenvectors, pp.eigenvalues, pp.deltas,
                                                 damping=True)
                         value = (la.log_likelihood - 0.5 * (
@@ -451,17 +455,15 @@ def generate(defn: dict, report: dict) -> dict[str, np.ndarray]:
                     sfx = f"{structure}__{subset}"
                     if reg:
                         f_mu, f_var = la(X_test, pred_type="glm")
-                        runner.calls[f"f_mu__{sfx}"] = runner.calls[f"f_var__{sfx}"] = (
+                        runner.calls[f"predictive__{sfx}"] = (
                             f"{runner.calls[key]}; f_mu, f_var = la(X_test, pred_type='glm')")
                     else:
                         f_mu, f_var = la._glm_predictive_distribution(X_test)
                         probit = la(X_test, pred_type="glm", link_approx="probit")
-                        runner.calls[f"f_mu__{sfx}"] = runner.calls[f"f_var__{sfx}"] = (
+                        runner.calls[f"predictive__{sfx}"] = (
                             f"{runner.calls[key]}; f_mu, f_var = "
-                            "la._glm_predictive_distribution(X_test)")
-                        runner.calls[f"probit__{sfx}"] = (
-                            f"{runner.calls[key]}; la(X_test, pred_type='glm', "
-                            "link_approx='probit')")
+                            "la._glm_predictive_distribution(X_test); probit = la(X_test, "
+                            "pred_type='glm', link_approx='probit')")
                     for nm, got, exp in [("f_mu", f_mu, f_ref), ("f_var", f_var, v_ref)] + (
                             [] if reg else [("probit", probit, p_ref)]):
                         errs["predictive"] = max(errs["predictive"], assert_close(
@@ -499,10 +501,6 @@ def generate(defn: dict, report: dict) -> dict[str, np.ndarray]:
                 errs["opt_grad"] = max(errs["opt_grad"], grad.abs().max().item())
                 arrays[f"{key}__prior_precision"] = prec.numpy().copy()
                 arrays[f"{key}__lml"] = np.array(value, dtype=np.float64)
-                runner.calls[f"{key}__prior_precision"] = runner.calls[f"{key}__lml"] = \
-                    runner.calls.pop(key)
-                if key in runner.warnings:
-                    runner.warnings[f"{key}__*"] = runner.warnings.pop(key)
 
     calls = {
         "loader": f"DataLoader(TensorDataset(X, y), batch_size={n}, shuffle=False)",
@@ -522,7 +520,7 @@ def generate(defn: dict, report: dict) -> dict[str, np.ndarray]:
         "unsupported": runner.unsupported,
         "warnings": runner.warnings,
     }
-    arrays["calls"] = np.array(json.dumps(calls, indent=1))
+    arrays["calls"] = np.array(json.dumps(calls, separators=(",", ":")))
     report[name] = {"errs": errs, "unsupported": dict(runner.unsupported),
                     "warnings": dict(runner.warnings), "n_last": P - ref.ll_start,
                     "n_tensors": ref.n_tensors}
@@ -539,9 +537,8 @@ def write_readme(results, sizes, report) -> None:
         err_lines.append(
             f"| `{name}` | {e['curvature']:.1e} | {e['lml_rel']:.1e} | {e['predictive']:.1e} "
             f"| {e['opt_lml_rel']:.1e} | {e['opt_grad']:.1e} |")
-    unsupported = sorted({(k.split("__", 1)[1], v) for r in report.values()
-                          for k, v in r["unsupported"].items()})
-    warn = sorted({v for r in report.values() for v in r["warnings"].values()})
+    unsupported = sorted({(k, v) for r in report.values() for k, v in r["unsupported"].items()})
+    warn = sorted({m for r in report.values() for m in r["warnings"]})
     lines = [
         "# Laplace reference fixtures",
         "",
@@ -578,7 +575,9 @@ def write_readme(results, sizes, report) -> None:
         "  expand factors (computed with `generate_kfac_fixtures.py`'s helpers); last layer: the",
         "  same restricted to the last layer's parameters;",
         "- every stored `lml__*` and `opt__*__lml` equals DESIGN.md §4's formula with the dense",
-        "  posterior precision (the dense Kronecker block matrix for kron);",
+        "  posterior precision (the dense Kronecker block matrix for kron; for",
+        "  `kron_damped_form` the damped blocks described below, with laplace-torch's factor",
+        "  split for regression; for `kron_damped` the UNDAMPED blocks, see below);",
         "- every stored `f_var` equals J(x) P⁻¹ J(x)ᵀ, `f_mu` equals f(x; θ*) and `probit`",
         "  equals softmax(f / √(1 + π/8·diag f_var)).",
         "",
@@ -618,7 +617,9 @@ def write_readme(results, sizes, report) -> None:
         "  2 per-tensor entries, or `[start:stop]` of the per-parameter ones.",
         "- `lml__<structure>__<subset>__<case>` (0-d): `la.log_marginal_likelihood(...)`,",
         "  structure ∈ {full, diag, kron}, subset ∈ {all, last_layer}. Missing combinations are",
-        "  the ones laplace-torch rejects (below).",
+        "  the ones laplace-torch rejects (below). `lml__kron__<subset>__kron_damped_form` is",
+        "  not a `log_marginal_likelihood` return value but the same evidence assembled from",
+        "  laplace-torch's damped `KronDecomposed.logdet()` (see damping below).",
         "- `f_mu__<structure>__<subset>` (5, C), `f_var__<structure>__<subset>` (5, C, C): GLM",
         "  predictive mean and functional covariance J P⁻¹ Jᵀ on `X_test` at the `scalar_a`",
         "  hyperparameters (P includes h = 1/σ²). Classification: from",
@@ -630,10 +631,12 @@ def write_readme(results, sizes, report) -> None:
         "  `opt__…__lml` (0-d): `la.optimize_prior_precision(method='marglik', pred_type='glm',",
         "  prior_structure=<scalar|layerwise>)` on a Laplace built with σ, T of `scalar_a`",
         "  (T = 1, prior mean 0), then `la.prior_precision` and `la.log_marginal_likelihood()`.",
-        "- `calls`: JSON: the loader, backend, the optimiser defaults, for every stored key the",
-        "  exact constructor / fit / method calls (`calls`), the combinations laplace-torch",
-        "  rejected with its error message (`unsupported`) and the warnings it emitted",
-        "  (`warnings`).",
+        "- `calls`: compact JSON: `loader`, `model`, `backend`,",
+        "  `optimize_prior_precision_defaults`, and `calls`: the exact constructor / fit / method",
+        "  calls for every `lml__…` key, for `predictive__<structure>__<subset>` (the `f_mu`,",
+        "  `f_var`, `probit` keys) and for `opt__<structure>__<subset>__<prior_structure>` (both",
+        "  `opt__…` keys); `unsupported`: the same names for what laplace-torch rejected, with",
+        "  its error; `warnings`: each warning message with the calls that emitted it.",
         "",
         "### Hyperparameter cases",
         "",
@@ -646,6 +649,7 @@ def write_readme(results, sizes, report) -> None:
         "| `temperature` | 1.5 | 0.7 | 2.0 | 0 | `temperature=2.0` |",
         "| `prior_mean` | 1.5 | 0.7 | 1 | 0.3 | `prior_mean=0.3` |",
         "| `kron_damped` | 1.5 | 0.7 | 1 | 0 | kron only, `damping=True` |",
+        "| `kron_damped_form` | 1.5 | 0.7 | 1 | 0 | kron only, `damping=True`, damped logdet |",
         "",
         "The prior precision is passed as a 1-D float64 tensor as `prior_precision=` of",
         "`log_marginal_likelihood`; for regression σ is passed as `sigma_noise=` (laplace-torch",
@@ -672,18 +676,29 @@ def write_readme(results, sizes, report) -> None:
         "  layer's parameter count. In kron each per-tensor entry is the δ added to its own",
         "  Kronecker block (weight block and bias block separately):",
         "  log det(h B⊗A + δI) = Σ_ij log(h β_i α_j + δ).",
-        "- `damping=True` (kron only; `Kron.decompose(damping=True)` → `KronDecomposed`): for a",
-        "  weight block the eigenvalues are multiplied by √h each (`KronDecomposed.__mul__`",
-        "  spreads a scalar as h^(1/2) over a pair) and √δ is added to each factor's eigenvalues,",
-        "  so the block is (√h B_la + √δ I) ⊗ (√h A_la + √δ I) with log det",
-        "  Σ_ij log((√h β_i + √δ)(√h α_j + √δ)); a bias block (single factor) is unaffected by",
-        "  damping: h B + δ I. log det P0 and the scatter use the ordinary diagonal P0. The",
-        "  factors are laplace-torch's own: for classification B_la, A_la are bdlcore's B, A;",
+        "- `damping=True` (kron only). What the code does: `fit` stores",
+        "  `la.H = H_facs.decompose(damping=True)`, a `KronDecomposed` whose `logdet`, `_bmm`,",
+        "  `diag`, `to_matrix` would use, per weight block with eigenvalues λ_B, λ_A (already",
+        "  multiplied by √h each: `KronDecomposed.__mul__` spreads a scalar as h^(1/2) over a",
+        "  pair) and δ its prior entry, (λ_B,i + √δ)(λ_A,j + √δ), i.e. the block",
+        "  (√h B_la + √δ I) ⊗ (√h A_la + √δ I); a bias block (one factor) ignores damping:",
+        "  h B + δ I. BUT `la.posterior_precision` is `la.H * h + prior_precision`, and",
+        "  `KronDecomposed.__mul__` / `__add__` build new objects without passing `damping`, so",
+        "  the flag is lost: `log_marginal_likelihood`, the predictive and sampling are exactly",
+        "  the undamped ones. Hence `lml__kron__*__kron_damped` (the real return value) equals",
+        "  the undamped evidence at δ = 1.5 (checked against the undamped dense reference).",
+        "  Worse, `KronLLLaplace(..., damping=True)` already loses the flag in `__init__`",
+        "  (`LLLaplace.__init__` calls `KronLaplace.__init__` without `damping`, which resets",
+        "  `la.damping = False`). `lml__kron__*__kron_damped_form` is the damped evidence",
+        "  `la.log_likelihood − ½(KronDecomposed(pp.eigenvectors, pp.eigenvalues, pp.deltas,",
+        "  damping=True).logdet() − la.log_det_prior_precision) − ½ la.scatter` with",
+        "  pp = `la.posterior_precision`: log det P0 and the scatter use the ordinary diagonal",
+        "  P0. The factors B_la, A_la are laplace-torch's own: for classification bdlcore's B, A;",
         "  for regression laplace-torch multiplies the curvlinops MSELoss(reduction='sum')",
-        "  factors (B = 2 B_bdlcore) by ½ as √½ on each, so B_la = √2·B_bdlcore and",
-        "  A_la = A_bdlcore/√2. The undamped posterior only sees the product, but the damped one",
-        "  does not: to reproduce regression `kron_damped` use",
-        "  (√h·√2·B + √δ I) ⊗ (√h·A/√2 + √δ I) with bdlcore's B, A (verified here).",
+        "  factors (B = 2 B_bdlcore) by ½ as √½ on EACH, so B_la = √2·B_bdlcore and",
+        "  A_la = A_bdlcore/√2. The undamped posterior only sees the product, the damped one",
+        "  does not: regression `kron_damped_form` is reproduced with",
+        "  (√h·√2·B + √δ I) ⊗ (√h·A/√2 + √δ I) from bdlcore's B, A (verified here).",
         "- GLM predictive: f_var = J P⁻¹ Jᵀ (C × C per input; for the last-layer classes J is",
         "  the last layer's Jacobian φ(x)ᵀ ⊗ I, then I for the bias). Probit:",
         "  softmax(κ ⊙ f) with κ = 1/√(1 + π/8·diag f_var).",
@@ -706,7 +721,11 @@ def write_readme(results, sizes, report) -> None:
         "",
         "### Warnings emitted",
         "",
-        *[f"- {w}" for w in warn],
+        *[f"- {w} (from the `" + "`, `".join(sorted({k.split("__")[0] + "__*" for r in
+                                                       report.values()
+                                                       for k in r["warnings"].get(w, [])}))
+          + "` calls of " + ", ".join(f"`{n}`" for n, r in report.items() if w in r["warnings"])
+          + "; each call is listed under `warnings` in `calls`)" for w in warn],
         "- (FutureWarning `torch.jit.script` is deprecated, from torch inside the curvature",
         "  code paths: filtered.)",
         "",

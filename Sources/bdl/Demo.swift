@@ -6,7 +6,7 @@ import Glibc
 
 /// `bdl demo`: the main job, printed for a person to read.
 enum Demo {
-  static func run(dataDirectory: String) throws(BDLError) {
+  static func run(dataDirectory: String, reportPath: String) throws(BDLError) {
     let blas = try BLASInfo.current()
     print("bdlcore demo")
     print("1. Bayesian linear regression by the evidence")
@@ -32,10 +32,10 @@ enum Demo {
     for (j, name) in data.featureNames.enumerated() {
       print("  \(pad(name, 4))  \(pad(fmt(o.mean[j]), 9))  \(fmt(result.leastSquaresWeights[j]))")
     }
-    try digits(dataDirectory: dataDirectory)
+    try digits(dataDirectory: dataDirectory, reportPath: reportPath)
   }
 
-  static func digits(dataDirectory: String) throws(BDLError) {
+  static func digits(dataDirectory: String, reportPath: String) throws(BDLError) {
     let path = dataDirectory + "/digits.csv"
     let data = try DigitsClassification(table: NumericTable(contentsOf: path))
     print("\n2. A network on the digits")
@@ -55,6 +55,7 @@ enum Demo {
     let evaluation = try data.evaluate(model)
     print("  trained in \(fmt(seconds)) s: test accuracy \(fmt(100 * evaluation.accuracy))%, test mean NLL \(fmt(evaluation.meanNegativeLogLikelihood))")
     try curvature(model, data)
+    try laplace(model, data, reportPath: reportPath)
   }
 
   /// 3. K-FAC of the trained network (exact type-2 Fisher, expand) and its factor spectra.

@@ -6,8 +6,10 @@ import Glibc
 
 /// bdl — bdlcore's command-line tool.
 let usage = """
-  usage: bdl demo [--data DIR]   run the main job on the datasets in DIR (default: ./data, or the
-                                 data folder of the source tree the binary was built in)
+  usage: bdl demo [--data DIR] [--report PATH]
+                                 run the main job on the datasets in DIR (default: ./data, or the
+                                 data folder of the source tree the binary was built in) and write
+                                 its calibration report to PATH (default: demo-report.html)
          bdl blas-info           show the OpenBLAS core, threads and libraries in use
          bdl version             print the library version
   """
@@ -31,11 +33,23 @@ func dataDirectory(_ arguments: [String]) -> String {
   return "data"
 }
 
+/// The value of `--report`, else `demo-report.html` in the current directory; nil if the flag
+/// has no value.
+func reportPath(_ arguments: [String]) -> String? {
+  guard let flag = arguments.firstIndex(of: "--report") else { return "demo-report.html" }
+  guard flag + 1 < arguments.count, !arguments[flag + 1].isEmpty, !arguments[flag + 1].hasPrefix("--") else { return nil }
+  return arguments[flag + 1]
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 do throws(BDLError) {
   switch arguments.first {
   case "demo":
-    try Demo.run(dataDirectory: dataDirectory(arguments))
+    guard let report = reportPath(arguments) else {
+      print(usage)
+      exit(2)
+    }
+    try Demo.run(dataDirectory: dataDirectory(arguments), reportPath: report)
   case "blas-info":
     let info = try BLASInfo.current()
     print("core: \(info.core)\nrequested core: \(info.requestedCore)\ncore source: \(info.coreSource)")

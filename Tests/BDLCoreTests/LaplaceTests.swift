@@ -322,6 +322,40 @@ struct LaplaceTests {
     }
   }
 
+  @Test("save and load: the same posterior back; damaged files are refused")
+  func saveAndLoad() throws {
+    let problem = try LaplaceProblem.classification()
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bdlcore-laplace-\(getpid())").path
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    let xTest = randomBatch(problem.model, n: 3, seed: 8)
+    for structure in Self.structures {
+      for subset in [Laplace.Subset.all, .lastLayer] {
+        var laplace = try problem.fit(structure, subset: subset)
+        _ = try laplace.optimizePriorPrecision(structure: .layerwise)
+        let path = folder + "/posterior-\(structure)-\(subset).bdl"
+        try LaplaceFile.save(laplace, to: path)
+        let loaded = try LaplaceFile.load(from: path)
+        #expect(loaded.hyperparameters == laplace.hyperparameters)
+        #expect(try loaded.logMarginalLikelihood() == laplace.logMarginalLikelihood(), "\(structure) \(subset)")
+        #expect(try loaded.functionalVariance(model: problem.model, inputs: xTest).variance == laplace.functionalVariance(model: problem.model, inputs: xTest).variance)
+        #expect(LaplaceFile.encode(loaded) == LaplaceFile.encode(laplace))
+      }
+    }
+    let bytes = LaplaceFile.encode(try problem.fit(.kron))
+    for cut in [0, 7, 12, bytes.count / 2, bytes.count - 1] {
+      #expect(throws: BDLError.self, "truncated at \(cut)") { _ = try LaplaceFile.decode(Array(bytes[0..<cut])) }
+    }
+    for position in [3, 20, bytes.count / 2, bytes.count - 3] {
+      var damaged = bytes
+      damaged[position] ^= 0x10
+      #expect(throws: BDLError.self, "byte \(position) flipped") { _ = try LaplaceFile.decode(damaged) }
+    }
+    #expect(throws: BDLError.self) { _ = try LaplaceFile.decode(KFACAccumulatorFile.encode([])) }
+    #expect(throws: BDLError.self) { _ = try LaplaceFile.load(from: folder + "/missing.bdl") }
+    #expect(throws: BDLError.self) { try LaplaceFile.save(try problem.fit(.diagonal), to: folder + "/no/such/folder/x.bdl") }
+  }
+
   @Test("bad input: a clear error, and the posterior is unchanged")
   func badInput() throws {
     let problem = try LaplaceProblem.regression()

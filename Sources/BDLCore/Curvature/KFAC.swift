@@ -99,6 +99,16 @@ public struct KFAC: Sendable {
     return KFAC(blocks: blocks, parameterCount: kfac.parameterCount, accumulators: kfac.accumulators)
   }
 
+  /// The same blocks with refit eigenvalues where given (EK-FAC read back from a file).
+  func correcting(eigenvalues: [Matrix?]) throws(BDLError) -> KFAC {
+    guard eigenvalues.count == blocks.count else { throw .shapeMismatch("\(eigenvalues.count) eigenvalue sets for \(blocks.count) blocks") }
+    let corrected = try zip(blocks, eigenvalues).map { (block, values) throws(BDLError) in
+      guard let values else { return block }
+      return Block(layerIndex: block.layerIndex, parameters: block.parameters, isBias: block.isBias, factors: try block.factors.correcting(eigenvalues: values))
+    }
+    return KFAC(blocks: corrected, parameterCount: parameterCount, accumulators: accumulators)
+  }
+
   private init(blocks: [Block], parameterCount: Int, accumulators: [KFACLayerAccumulator]) {
     self.blocks = blocks
     self.parameterCount = parameterCount
