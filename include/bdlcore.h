@@ -701,6 +701,276 @@ BDL_API bdl_status bdl_kfac_accumulator_load(const char *path, bdl_kfac_accumula
 BDL_API bdl_status bdl_kfac_accumulator_finalize(const bdl_kfac_accumulator *accumulator,
                                                  bdl_curvature **out_curvature);
 
+/* ---------------------------------------------------------------------------------------------
+ * Laplace: posteriors, the log marginal likelihood (evidence) and its gradients, evidence-optimal
+ * priors, the linearised predictive, sampling, save/load
+ *
+ * A posterior q(θ) = N(θ*, P⁻¹) around the model's current parameters θ*, with precision
+ * P = h·G + P0: G the curvature (exact GGN, its diagonal, or K-FAC), accumulated once at σ = 1 and
+ * T = 1; h = 1/(σ²·T) for regression and 1/T for classification; P0 = diag(prior precision).
+ * Prior precision: 1 value (scalar), one per parameter tensor in parameter-vector order (W₀, b₀,
+ * W₁, b₁, …; "layerwise", laplace-torch's per-layer prior), or one per parameter ("diag").
+ * With K-FAC, scalar and per-tensor priors are exact through each block's eigenbasis; a per-
+ * parameter prior Δ enters as its eigenbasis projection (Q_B∘Q_B)ᵀ Δ (Q_A∘Q_A) (the SpaM code's
+ * rule) — an approximation. The log marginal likelihood (laplace-torch's log_marginal_likelihood):
+ *   log p(D) ≈ log p(D|θ*) − ½ [log det P − log det P0] − ½ (θ* − μ0)ᵀ P0 (θ* − μ0),
+ *   log p(D|θ*) = −h·L − N·C·log(σ√(2π)) (regression, L = ½Σ‖y − f‖²), or −L/T (classification,
+ *   L = Σ cross-entropy).
+ * Gradients are with respect to log δ (each prior entry) and log σ, in closed form.
+ * Values of the model's parameters are the caller's responsibility: a posterior records the
+ * network's parameter count and refuses a model of another size.
+ * ------------------------------------------------------------------------------------------- */
+
+/** Posterior structures. */
+enum {
+  BDL_LAPLACE_FULL = 1,  /**< dense P (Cholesky): small models and last layers */
+  BDL_LAPLACE_DIAG = 2,  /**< the exact GGN diagonal */
+  BDL_LAPLACE_KRON = 3   /**< K-FAC blocks in their eigenbases (from EK-FAC curvature: its refit eigenvalues) */
+};
+
+/** Which parameters the posterior covers. */
+enum {
+  BDL_SUBSET_ALL = 1,        /**< every parameter */
+  BDL_SUBSET_LAST_LAYER = 2  /**< the last Linear/Conv2d layer's weight and bias; the rest stays at θ* */
+};
+
+/** Prior-precision structures for bdl_laplace_optimize_prior_precision. */
+enum { BDL_PRIOR_SCALAR = 1, BDL_PRIOR_LAYERWISE = 2, BDL_PRIOR_DIAG = 3 };
+
+/** Options of bdl_laplace_fit (and hyperparameters for bdl_laplace_from_curvature); fill with
+ *  bdl_laplace_params_init. Defaults follow laplace-torch. */
+typedef struct bdl_laplace_params {
+  uint32_t struct_size;           /**< set by the init function */
+  int32_t likelihood;             /**< BDL_LIKELIHOOD_*; default classification */
+  int32_t structure;              /**< BDL_LAPLACE_*; default K-FAC */
+  int32_t subset;                 /**< BDL_SUBSET_*; default all */
+  int32_t fisher;                 /**< BDL_FISHER_*; default exact (the GGN) */
+  int32_t approximation;          /**< BDL_KFAC_*; default expand */
+  int32_t damped;                 /**< K-FAC only: 1 uses (√h·B + √δ·I)⊗(√h·A + √δ·I) on weight
+                                       blocks instead of h·B⊗A + δ·I (needs a scalar or per-tensor
+                                       prior); default 0 */
+  int64_t mc_samples;             /**< labels per example for BDL_FISHER_MC; default 1 */
+  uint64_t seed;                  /**< seeds the Monte-Carlo labels; default 0 */
+  int64_t batch_size;             /**< examples per pass; default 256 */
+  const double *prior_precision;  /**< δ (see above); NULL: 1 */
+  int64_t prior_precision_count;
+  const double *prior_mean;       /**< μ0: 1 value or one per covered parameter; NULL: 0 */
+  int64_t prior_mean_count;
+  double sigma_noise;             /**< σ > 0 (regression); default 1 */
+  double temperature;             /**< T > 0; default 1 */
+} bdl_laplace_params;
+
+/** Fills `params` with the defaults above. */
+BDL_API bdl_status bdl_laplace_params_init(bdl_laplace_params *params);
+
+typedef struct bdl_laplace bdl_laplace;
+
+/** Progress of a pass over the data: examples done so far of total. */
+typedef void (*bdl_pass_progress_fn)(int64_t done, int64_t total, void *user_data);
+
+/**
+ * Fits a posterior to `model` at its current parameters on (X, y): one pass for the loss and the
+ * curvature. For BDL_SUBSET_LAST_LAYER the features before the last Linear/Conv2d layer are
+ * computed once and the last layer's curvature is built from them and the output vectors (never
+ * from a φ⊗I Jacobian).
+ * @param y  labels or targets as for bdl_model_loss_gradient
+ * @param params  options (NULL: the defaults)
+ * @param progress  called after every batch (may be NULL)
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (bad options, labels, hyperparameters); BDL_NON_FINITE_INPUT;
+ *         BDL_SHAPE_MISMATCH (prior length); BDL_OUT_OF_MEMORY (a full posterior of a large model);
+ *         BDL_NOT_POSITIVE_DEFINITE (singular posterior precision).
+ */
+BDL_API bdl_status bdl_laplace_fit(const bdl_model *model, const double *X, int64_t n,
+                                   const double *y, const bdl_laplace_params *params,
+                                   bdl_pass_progress_fn progress, void *user_data,
+                                   bdl_laplace **out_laplace);
+
+/**
+ * A posterior from curvature the caller has (e.g. bdl_kfac_accumulator_finalize of statistics
+ * captured in PyTorch): K-FAC/EK-FAC curvature gives BDL_LAPLACE_KRON, the GGN diagonal
+ * BDL_LAPLACE_DIAG, the dense GGN BDL_LAPLACE_FULL (params->structure is ignored).
+ * @param theta, num_parameters  θ*, in the curvature's parameter order
+ * @param tensor_sizes, n_tensors  the parameter tensors' sizes in order, for a per-tensor prior
+ *        (NULL: the K-FAC blocks — each weight, then its bias — or one tensor)
+ * @param loss  L: Σ cross-entropy (classification) or ½Σ‖y − f‖² (regression), at θ*
+ * @param n_data, n_outputs  N and C
+ * @param params  likelihood, damped and the hyperparameters (NULL: defaults)
+ */
+BDL_API bdl_status bdl_laplace_from_curvature(const bdl_curvature *curvature, const double *theta,
+                                              int64_t num_parameters, const int64_t *tensor_sizes,
+                                              int64_t n_tensors, double loss, int64_t n_data,
+                                              int64_t n_outputs, const bdl_laplace_params *params,
+                                              bdl_laplace **out_laplace);
+
+/** Releases a posterior. NULL is accepted and ignored. */
+BDL_API void bdl_laplace_free(bdl_laplace *laplace);
+
+/** Structure (BDL_LAPLACE_*), subset (BDL_SUBSET_*), likelihood, the number of covered
+ *  parameters, of parameter tensors, and the first covered parameter's index; any out may be NULL. */
+BDL_API bdl_status bdl_laplace_info(const bdl_laplace *laplace, int32_t *out_structure,
+                                    int32_t *out_subset, int32_t *out_likelihood,
+                                    int64_t *out_num_parameters, int64_t *out_num_tensors,
+                                    int64_t *out_first_parameter);
+
+/**
+ * Replaces the hyperparameters. prior_precision/prior_mean NULL keep the current ones; σ and T
+ * must be > 0. Checked first (lengths, positivity, finiteness, P positive definite): on error
+ * nothing changes.
+ */
+BDL_API bdl_status bdl_laplace_set_hyperparameters(bdl_laplace *laplace,
+                                                   const double *prior_precision,
+                                                   int64_t prior_precision_count,
+                                                   const double *prior_mean,
+                                                   int64_t prior_mean_count, double sigma_noise,
+                                                   double temperature);
+
+/**
+ * The current hyperparameters: prior precision (its count in out_count; out_prior may be NULL to
+ * ask only the count), σ and T (either out may be NULL).
+ */
+BDL_API bdl_status bdl_laplace_hyperparameters(const bdl_laplace *laplace, double *out_prior,
+                                               int64_t capacity, int64_t *out_count,
+                                               double *out_sigma_noise, double *out_temperature);
+
+/**
+ * The log marginal likelihood. prior_precision NULL: the current prior; sigma_noise NULL: the
+ * current σ. The posterior itself is not changed.
+ */
+BDL_API bdl_status bdl_laplace_log_marginal_likelihood(const bdl_laplace *laplace,
+                                                       const double *prior_precision,
+                                                       int64_t prior_precision_count,
+                                                       const double *sigma_noise,
+                                                       double *out_value);
+
+/**
+ * The evidence (out_value, may be NULL) and its gradient with respect to log δ (one entry per
+ * prior-precision value, capacity ≥ that count) and log σ (0 for classification; may be NULL),
+ * at the given or current hyperparameters as for bdl_laplace_log_marginal_likelihood.
+ */
+BDL_API bdl_status bdl_laplace_log_marginal_likelihood_grad(
+    const bdl_laplace *laplace, const double *prior_precision, int64_t prior_precision_count,
+    const double *sigma_noise, double *out_value, double *out_grad_log_prior, int64_t capacity,
+    double *out_grad_log_sigma);
+
+/** The outcome of bdl_laplace_optimize_prior_precision. */
+typedef struct bdl_evidence_optimum {
+  double log_marginal_likelihood;
+  double gradient_norm;           /**< ‖∇ over log δ (and log σ)‖₂, bound-active entries excluded */
+  int64_t iterations;
+  int32_t converged;              /**< 1 if gradient_norm < tolerance */
+} bdl_evidence_optimum;
+
+/**
+ * Maximises the evidence over the prior precision of `prior_structure` (BDL_PRIOR_*), and over σ
+ * for regression when optimize_sigma is 1, starting from the current values. Newton's method on
+ * the analytic gradient (a separable diagonal Newton for a per-parameter prior); log δ stays in
+ * [log 1e−10, log 1e10]. tolerance ≤ 0 means 1e−8; max_iterations ≤ 0 means 200. The result is
+ * stored as the posterior's hyperparameters (also when not converged: see out->converged).
+ */
+BDL_API bdl_status bdl_laplace_optimize_prior_precision(bdl_laplace *laplace,
+                                                        int32_t prior_structure,
+                                                        int32_t optimize_sigma, double tolerance,
+                                                        int64_t max_iterations,
+                                                        bdl_evidence_optimum *out);
+
+/**
+ * The linearised (GLM) predictive's moments for n inputs: f(x; θ*) (n·C) and the functional
+ * covariance Σ_f = J P⁻¹ Jᵀ (n·C·C), without σ² — laplace-torch's f_mu and f_var. Either out may be
+ * NULL. `model` must be the network the posterior was fitted to (same size).
+ */
+BDL_API bdl_status bdl_laplace_functional_variance(const bdl_laplace *laplace,
+                                                   const bdl_model *model, const double *X,
+                                                   int64_t n, double *out_mean,
+                                                   int64_t mean_capacity, double *out_variance,
+                                                   int64_t variance_capacity);
+
+/** Links of the classification predictive. */
+enum {
+  BDL_LINK_PROBIT = 1,  /**< softmax(f/√(1 + π/8·diag Σ_f)) (laplace-torch's default) */
+  BDL_LINK_BRIDGE = 2,  /**< the Laplace bridge's Dirichlet mean */
+  BDL_LINK_MC = 3       /**< mean of softmax(f) over n_samples draws f ~ N(f*, Σ_f), seeded */
+};
+
+/** Class probabilities (n·C) of the linearised predictive; BDL_WRONG_STATE for regression. */
+BDL_API bdl_status bdl_laplace_predict(const bdl_laplace *laplace, const bdl_model *model,
+                                       const double *X, int64_t n, int32_t link,
+                                       int64_t n_samples, uint64_t seed, double *out_probs,
+                                       int64_t capacity);
+
+/**
+ * Regression predictive: mean f(x; θ*) (n·C) and covariance (n·C·C) = Σ_f + σ²I, or Σ_f when
+ * include_noise is 0. BDL_WRONG_STATE for classification.
+ */
+BDL_API bdl_status bdl_laplace_predict_regression(const bdl_laplace *laplace,
+                                                  const bdl_model *model, const double *X,
+                                                  int64_t n, int32_t include_noise,
+                                                  double *out_mean, int64_t mean_capacity,
+                                                  double *out_variance, int64_t variance_capacity);
+
+/**
+ * The sampling predictive: the network at n_samples draws θ ~ N(θ*, P⁻¹) (seeded). Classification:
+ * mean class probabilities (n·C; out_variance must be NULL). Regression: mean (n·C) and covariance
+ * over draws (n·C·C, + σ²I with include_noise).
+ */
+BDL_API bdl_status bdl_laplace_predict_sampling(const bdl_laplace *laplace, const bdl_model *model,
+                                                const double *X, int64_t n, int64_t n_samples,
+                                                uint64_t seed, int32_t include_noise,
+                                                double *out_mean, int64_t mean_capacity,
+                                                double *out_variance, int64_t variance_capacity);
+
+/** n_samples draws θ ~ N(θ*, P⁻¹) of the covered parameters (n_samples·P doubles), seeded. */
+BDL_API bdl_status bdl_laplace_sample(const bdl_laplace *laplace, int64_t n_samples, uint64_t seed,
+                                      double *out_samples, int64_t capacity);
+
+/** log N(θ; θ*, P⁻¹) for θ over the covered parameters. */
+BDL_API bdl_status bdl_laplace_log_prob(const bdl_laplace *laplace, const double *theta,
+                                        int64_t num_parameters, double *out_value);
+
+/** Writes the posterior to `path` (versioned, checksummed; atomic). BDL_IO_ERROR on failure. */
+BDL_API bdl_status bdl_laplace_save(const bdl_laplace *laplace, const char *path);
+
+/**
+ * Reads a posterior saved by bdl_laplace_save. If `model` is not NULL it must have the parameter
+ * count the posterior was fitted to (else BDL_SHAPE_MISMATCH).
+ * @return BDL_OK; BDL_IO_ERROR; BDL_CORRUPT_DATA (wrong magic or version, truncated, damaged,
+ *         inconsistent contents); BDL_SHAPE_MISMATCH.
+ */
+BDL_API bdl_status bdl_laplace_load(const char *path, const bdl_model *model,
+                                    bdl_laplace **out_laplace);
+
+/* ---------------------------------------------------------------------------------------------
+ * Calibration metrics of class probabilities (n × C, rows ≥ 0 summing to 1 within 1e−6) against
+ * labels in [0, C).
+ * ------------------------------------------------------------------------------------------- */
+
+/** Fraction of examples whose most probable class (first on ties) is the label. */
+BDL_API bdl_status bdl_metrics_accuracy(const double *probs, int64_t n, int64_t n_classes,
+                                        const int64_t *labels, double *out_value);
+
+/** Mean negative log-likelihood −(1/n) Σ log p_{n, y_n} (+inf if a label has probability 0). */
+BDL_API bdl_status bdl_metrics_nll(const double *probs, int64_t n, int64_t n_classes,
+                                   const int64_t *labels, double *out_value);
+
+/** Brier score (1/n) Σ_n Σ_c (p_nc − [c = y_n])², in [0, 2]. */
+BDL_API bdl_status bdl_metrics_brier(const double *probs, int64_t n, int64_t n_classes,
+                                     const int64_t *labels, double *out_value);
+
+/**
+ * Expected calibration error Σ_b (n_b/n)·|accuracy_b − confidence_b| over `bins` equal-width bins
+ * (i/B, (i+1)/B] of the confidence max_c p (the first bin also holds 0); 15 is the usual choice.
+ */
+BDL_API bdl_status bdl_metrics_ece(const double *probs, int64_t n, int64_t n_classes,
+                                   const int64_t *labels, int64_t bins, double *out_value);
+
+/**
+ * The reliability diagram behind the ECE: per bin the example count, mean confidence and
+ * accuracy (0 for empty bins); each out array has `bins` entries and may be NULL.
+ */
+BDL_API bdl_status bdl_metrics_reliability(const double *probs, int64_t n, int64_t n_classes,
+                                           const int64_t *labels, int64_t bins,
+                                           int64_t *out_counts, double *out_confidence,
+                                           double *out_accuracy);
+
 #ifdef __cplusplus
 }
 #endif

@@ -23,7 +23,14 @@ laplace-torch's losses are CrossEntropyLoss(reduction='sum') and MSELoss(reducti
 times ``factor`` = ½ for regression; it applies ½ to a Kronecker pair as √½ on each factor,
 so its regression weight factors are B = √2·B_bdlcore and A = A_bdlcore/√2 (the product and
 the bias block B are bdlcore's). That split does not matter for the undamped posterior but
-does for ``damping=True`` (see the README).
+does for the damped form (√h B + √δ I) ⊗ (√h A + √δ I).
+
+``damping=True`` is effectively a no-op in laplace-torch 0.3: ``KronDecomposed.__mul__`` and
+``__add__`` drop the flag, so ``la.posterior_precision = la.H * h + prior`` is undamped, and
+``KronLLLaplace`` even resets ``la.damping`` to False in ``__init__``. The ``kron_damped`` case
+stores what ``log_marginal_likelihood`` really returns (checked against the UNDAMPED
+reference); ``kron_damped_form`` stores the evidence assembled from laplace-torch's own damped
+``KronDecomposed(..., damping=True).logdet()`` (checked against the dense damped reference).
 
 Before writing, the script recomputes in plain torch, independently of laplace-torch:
 - the exact GGN G = Σ_n J_nᵀ Λ_n J_n from ``fixture_common.full_jacobian`` (Λ = diag(p) − p pᵀ
@@ -640,7 +647,8 @@ def write_readme(results, sizes, report) -> None:
         "",
         "### Hyperparameter cases",
         "",
-        "| case | prior precision | σ (regression; classification σ = 1) | T | prior mean | construction |",
+        "| case | prior precision | σ (regression; 1 for classification) | T | prior mean "
+        "| construction |",
         "| --- | --- | --- | --- | --- | --- |",
         "| `scalar_a` | 0.5 | 0.7 | 1 | 0 | |",
         "| `scalar_b` | 3.0 | 1.3 | 1 | 0 | |",
@@ -664,8 +672,8 @@ def write_readme(results, sizes, report) -> None:
         "  kron: curvlinops `KFACLinearOperator`, type-2, expand, `separate_weight_and_bias=True`,",
         "  factors `[B, A]` per weight (B: out × out, A: in × in; conv: in = c·k·k) and `[B]` per",
         "  bias. All curvature is the SUM over the data at σ = 1, T = 1.",
-        "- Evidence: `log_likelihood − ½(log det P − log det P0) − ½ (θ* − μ0)ᵀ P0 (θ* − μ0)`, with",
-        "  P = h·H + P0, h = 1/(σ² T). `log_likelihood` = −CE_sum / T (classification) or",
+        "- Evidence: `log_likelihood − ½(log det P − log det P0) − ½ (θ* − μ0)ᵀ P0 (θ* − μ0)`,",
+        "  with P = h·H + P0, h = 1/(σ² T). `log_likelihood` = −CE_sum / T (classification) or",
         "  −½ SSE / (σ² T) − N·C·log(σ√(2π)) (regression; the normaliser does not involve T).",
         "  So `temperature` scales both the data term and the curvature by 1/T (via h).",
         "- `prior_mean` (scalar) is μ0 for every parameter of the subset; it only enters the",

@@ -1,4 +1,9 @@
 import BDLCore
+import CBDLCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Validation of raw C arguments (pointers, sizes, capacities, handles) before anything reaches
 /// the core. Values themselves (finite, symmetric, PSD) are checked by the core, which names the
@@ -43,6 +48,33 @@ enum Arguments {
     let order = try size(n, orderName)
     let count = try product([order, order], "\(name) size \(orderName)²")
     return try Matrix(rows: order, columns: order, elements: array(pointer, count: count, name))
+  }
+
+  /// A C path argument as a Swift string.
+  static func path(_ path: UnsafePointer<CChar>?) throws(BDLError) -> String {
+    guard let path else { throw .invalidArgument("path is NULL") }
+    let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(path).assumingMemoryBound(to: UInt8.self), count: strlen(path))
+    guard !bytes.isEmpty else { throw .invalidArgument("path is empty") }
+    return String(decoding: bytes, as: UTF8.self)
+  }
+
+  /// A BDL_KFAC_* value.
+  static func approximation(_ value: Int32) throws(BDLError) -> KFACApproximation {
+    switch Int(value) {
+    case BDL_KFAC_EXPAND: return .expand
+    case BDL_KFAC_REDUCE: return .reduce
+    default: throw .invalidArgument("approximation = \(value) is not a BDL_KFAC_* value")
+    }
+  }
+
+  /// A BDL_FISHER_* value with its Monte-Carlo sample count and seed.
+  static func fisher(_ value: Int32, samples: Int64, seed: UInt64) throws(BDLError) -> FisherSource {
+    switch Int(value) {
+    case BDL_FISHER_EXACT: return .exact
+    case BDL_FISHER_MC: return .monteCarlo(samples: try size(samples, "params->mc_samples"), seed: seed)
+    case BDL_FISHER_EMPIRICAL: return .empirical
+    default: throw .invalidArgument("params->fisher = \(value) is not a BDL_FISHER_* value")
+    }
   }
 
   /// A non-NULL output pointer.

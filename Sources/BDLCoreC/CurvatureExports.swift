@@ -33,20 +33,12 @@ final class AccumulatorHandle: @unchecked Sendable {
   init(_ layers: [KFACLayerAccumulator]) { self.layers = layers }
 }
 
-private func curvatureHandle(_ handle: OpaquePointer?) throws(BDLError) -> CurvatureHandle {
+func curvatureHandle(_ handle: OpaquePointer?) throws(BDLError) -> CurvatureHandle {
   try Handles.value(handle, kind: .curvature, as: CurvatureHandle.self, "curvature")
 }
 
 private func accumulatorHandle(_ handle: OpaquePointer?, _ name: String = "accumulator") throws(BDLError) -> AccumulatorHandle {
   try Handles.value(handle, kind: .kfacAccumulator, as: AccumulatorHandle.self, name)
-}
-
-private func approximation(_ value: Int32) throws(BDLError) -> KFACApproximation {
-  switch Int(value) {
-  case BDL_KFAC_EXPAND: return .expand
-  case BDL_KFAC_REDUCE: return .reduce
-  default: throw .invalidArgument("approximation = \(value) is not a BDL_KFAC_* value")
-  }
 }
 
 @c @implementation
@@ -73,14 +65,8 @@ public func bdl_curvature_fit(
     guard Int(p.struct_size) == MemoryLayout<bdl_curvature_params>.size else {
       throw .invalidArgument("params->struct_size = \(p.struct_size); initialise params with bdl_curvature_params_init")
     }
-    let fisher: FisherSource
-    switch Int(p.fisher) {
-    case BDL_FISHER_EXACT: fisher = .exact
-    case BDL_FISHER_MC: fisher = .monteCarlo(samples: try Arguments.size(p.mc_samples, "params->mc_samples"), seed: p.seed)
-    case BDL_FISHER_EMPIRICAL: fisher = .empirical
-    default: throw .invalidArgument("params->fisher = \(p.fisher) is not a BDL_FISHER_* value")
-    }
-    let approx = try approximation(p.approximation)
+    let fisher = try Arguments.fisher(p.fisher, samples: p.mc_samples, seed: p.seed)
+    let approx = try Arguments.approximation(p.approximation)
     let batchSize = try Arguments.size(p.batch_size, "params->batch_size")
     let x = try ModelArguments.batch(X, n, m)
     let (likelihood, targets) = try ModelArguments.supervision(y, n: x.count, likelihood: p.likelihood, sigma: 1, model: m)
@@ -228,7 +214,7 @@ public func bdl_kfac_accumulator_create(
     guard let dIn else { throw .invalidArgument("d_in is NULL") }
     guard let dOut else { throw .invalidArgument("d_out is NULL") }
     guard let hasBias else { throw .invalidArgument("has_bias is NULL") }
-    let flavour = try approximation(approx)
+    let flavour = try Arguments.approximation(approx)
     var layers: [KFACLayerAccumulator] = []
     for i in 0..<count {
       layers.append(try KFACLayerAccumulator(
@@ -340,19 +326,11 @@ public func bdl_kfac_accumulator_merge(_ accumulator: OpaquePointer!, _ other: O
   }
 }
 
-/// A C path argument as a Swift string.
-private func pathArgument(_ path: UnsafePointer<CChar>?) throws(BDLError) -> String {
-  guard let path else { throw .invalidArgument("path is NULL") }
-  let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(path).assumingMemoryBound(to: UInt8.self), count: strlen(path))
-  guard !bytes.isEmpty else { throw .invalidArgument("path is empty") }
-  return String(decoding: bytes, as: UTF8.self)
-}
-
 @c @implementation
 public func bdl_kfac_accumulator_save(_ accumulator: OpaquePointer!, _ path: UnsafePointer<CChar>!) -> bdl_status {
   exported { () throws(BDLError) in
     let handle = try accumulatorHandle(accumulator)
-    try KFACAccumulatorFile.save(handle.layers, to: pathArgument(path))
+    try KFACAccumulatorFile.save(handle.layers, to: Arguments.path(path))
   }
 }
 
@@ -360,7 +338,7 @@ public func bdl_kfac_accumulator_save(_ accumulator: OpaquePointer!, _ path: Uns
 public func bdl_kfac_accumulator_load(_ path: UnsafePointer<CChar>!, _ outAccumulator: UnsafeMutablePointer<OpaquePointer?>!) -> bdl_status {
   exported { () throws(BDLError) in
     let out = try Arguments.output(outAccumulator, "out_accumulator")
-    let layers = try KFACAccumulatorFile.load(from: pathArgument(path))
+    let layers = try KFACAccumulatorFile.load(from: Arguments.path(path))
     out.pointee = Handles.make(AccumulatorHandle(layers), kind: .kfacAccumulator)
   }
 }

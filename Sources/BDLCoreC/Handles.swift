@@ -8,6 +8,7 @@ enum HandleKind: Sendable {
   case layerStatistics
   case curvature
   case kfacAccumulator
+  case laplace
 }
 
 /// Opaque handles: a retained Swift box whose address is the C pointer, recorded in a registry
