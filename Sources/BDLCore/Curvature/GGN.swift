@@ -64,7 +64,8 @@ public struct DenseGGN: CurvatureOperator {
 
 /// The diagonal of the GGN (or of a Fisher estimate): diag(G)_p = Σ_{n,k} (∂⟨f(x_n), v_{n,k}⟩/∂θ_p)²,
 /// the sum over output vectors of squared per-example gradients — exact with the C columns of
-/// the output-Hessian square root, without forming J. laplace-torch's "diag" Laplace uses this
+/// the output-Hessian square root, without forming J: layer by layer from the statistics, for a
+/// dense layer one gemm Σ_n (Σ_k g²_{n,k}) (a²_n)ᵀ. laplace-torch's "diag" Laplace uses this
 /// exact diagonal.
 public struct DiagonalGGN: CurvatureOperator {
   public let values: [Double]
@@ -80,11 +81,14 @@ public struct DiagonalGGN: CurvatureOperator {
     fisher: FisherSource = .exact, batchSize: Int = 256, progress: ((Int, Int) -> Void)? = nil
   ) throws(BDLError) -> DiagonalGGN {
     var d = [Double](repeating: 0, count: model.parameterCount)
-    try forEachGradientBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress) { rows in
-      for r in 0..<rows.rows {
-        for p in 0..<rows.columns {
-          let value = rows.elements[r * rows.columns + p]
-          d[p] += value * value
+    try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress) { statistics throws(BDLError) in
+      for s in statistics {
+        let offset = model.parameterOffsets[s.layerIndex]
+        let weight = try s.rotatedGradientSquares(in: nil, bias: false)
+        for i in weight.elements.indices { d[offset + i] += weight.elements[i] }
+        if s.hasBias {
+          let bias = try s.rotatedGradientSquares(in: nil, bias: true)
+          for i in bias.elements.indices { d[offset + weight.elements.count + i] += bias.elements[i] }
         }
       }
     }
