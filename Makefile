@@ -20,7 +20,7 @@ RELEASE_DIR := $(CURDIR)/.build/release
 LIBRARY := $(RELEASE_DIR)/libbdlcore.so
 C_BUILD := bindings/c/build
 C_TESTS := test_kron test_errors test_blas test_threads test_model test_curvature test_laplace
-C_EXAMPLES := kron_quickstart
+C_EXAMPLES := kron_quickstart laplace_quickstart
 CFLAGS_TEST := -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude
 LDFLAGS_TEST := -L$(RELEASE_DIR) -lbdlcore -Wl,-rpath,$(RELEASE_DIR) -lm -pthread
 # valgrind 3.19 cannot emulate AVX-512: on such CPUs the valgrind run asks OpenBLAS for AVX2 kernels.
@@ -87,6 +87,7 @@ bench: build
 	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(PYTHON) bench/bench_kron.py
 	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(BENCH_PYTHON) bench/bench_engine.py
 	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(BENCH_PYTHON) bench/bench_kfac.py
+	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(BENCH_PYTHON) bench/bench_laplace.py
 
 clean:
 	rm -rf .build $(C_BUILD) bindings/swift/quickstart/.build

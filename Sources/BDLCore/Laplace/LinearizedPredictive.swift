@@ -40,13 +40,16 @@ extension Laplace {
       mean.elements.replaceSubrange((start * c)..<(end * c), with: try network.head.forward(xb).elements)
       let j = try network.head.jacobian(xb)
       let solved = try precision.applyPower(-1, toRows: j)
-      for example in 0..<(end - start) {
-        for a in 0..<c {
-          for b in 0..<c {
-            let ra = (example * c + a) * p, rb = (example * c + b) * p
-            var total = 0.0
-            for q in 0..<p { total += j.elements[ra + q] * solved.elements[rb + q] }
-            variance.elements[((start + example) * c + a) * c + b] = total
+      // Σ_f(x_n) = J_n·(P⁻¹·J_nᵀ): one (C × P)·(P × C) gemm per example.
+      try j.elements.withUnsafeBufferPointer { jp throws(BDLError) in
+        try solved.elements.withUnsafeBufferPointer { sp throws(BDLError) in
+          try variance.elements.withUnsafeMutableBufferPointer { vp throws(BDLError) in
+            for example in 0..<(end - start) {
+              try BLAS.gemm(
+                transposeA: false, transposeB: true, m: c, n: c, k: p, alpha: 1,
+                a: jp.baseAddress! + example * c * p, lda: p, b: sp.baseAddress! + example * c * p, ldb: p,
+                beta: 0, c: vp.baseAddress! + (start + example) * c * c, ldc: c)
+            }
           }
         }
       }

@@ -29,8 +29,17 @@ let history = try network.train(
   inputs: inputs, targets: .classes(labels), likelihood: CategoricalLikelihood(), options: options)
 print("mean NLL after \(history.count) epochs: \(history.last!.meanNegativeLogLikelihood)")
 
+// A K-FAC Laplace posterior around the trained network, its prior chosen by the evidence.
+var laplace = try Laplace.fit(model: network, inputs: inputs, targets: .classes(labels), likelihood: .classification)
+let optimum = try laplace.optimizePriorPrecision(structure: .layerwise)
+let query = try Tensor(shape: [1, 2], elements: [0.5, -0.5])
+let probabilities = try laplace.predictProbabilities(model: network, inputs: query, link: .probit)
+print("log evidence \(optimum.logMarginalLikelihood) at δ = \(laplace.hyperparameters.priorPrecision)")
+print("p(y | x = (0.5, -0.5)) = \(probabilities.elements)")
+
 // Checks that the quickstart still computes what the README says it does.
 precondition(abs(logdet - 5.184716) < 1e-6, "log det changed: \(logdet)")
 precondition(posterior.gradientNorm < 1e-8, "not stationary")
 precondition(history.last!.meanNegativeLogLikelihood < 0.2, "the network did not learn")
+precondition(optimum.converged && probabilities.elements[0] > 0.5, "the posterior changed")
 print("quickstart: 1 passed, 0 failed")
