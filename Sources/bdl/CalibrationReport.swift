@@ -24,6 +24,13 @@ struct CalibrationReport {
     let expectedCalibrationError: Double
     /// Equal-width confidence bins of (0, 1] (`CalibrationMetrics.reliability`).
     let bins: [CalibrationMetrics.ReliabilityBin]
+
+    /// The mean confidence over all examples (from the bins): above the accuracy means
+    /// overconfident, below underconfident.
+    var meanConfidence: Double {
+      let n = bins.reduce(0) { $0 + $1.count }
+      return n == 0 ? 0 : bins.reduce(0.0) { $0 + Double($1.count) * $1.confidence } / Double(n)
+    }
   }
 
   var title: String
@@ -44,7 +51,7 @@ struct CalibrationReport {
   // The reliability diagram's layout (SVG user units).
   static let plotLeft = 56.0, plotTop = 36.0, plotWidth = 480.0, plotHeight = 320.0
   static let countTop = 400.0, countHeight = 80.0
-  static let svgWidth = 560.0, svgHeight = 520.0
+  static let svgWidth = 560.0, svgHeight = 496.0
   static let colors = ["#d95f02", "#1b9e77", "#7570b3", "#e7298a"]
 
   /// The number of bins of the diagram (the largest over the methods).
@@ -85,9 +92,10 @@ struct CalibrationReport {
     out += "</table>\n"
 
     out += "<h2>Test split (\(testCount) examples)</h2>\n<table>\n"
-    out += "<tr><th>predictive</th><th>accuracy</th><th>mean NLL</th><th>Brier</th><th>ECE (\(binCount) bins)</th></tr>\n"
+    out += "<tr><th>predictive</th><th>accuracy</th><th>mean confidence</th><th>mean NLL</th><th>Brier</th><th>ECE (\(binCount) bins)</th></tr>\n"
     for method in methods {
-      out += "<tr><td>\(escapeHTML(method.name))</td><td>\(fmt(100 * method.accuracy))%</td><td>\(fmt(method.negativeLogLikelihood))</td>"
+      out += "<tr><td>\(escapeHTML(method.name))</td><td>\(fmt(100 * method.accuracy))%</td><td>\(fmt(100 * method.meanConfidence))%</td>"
+      out += "<td>\(fmt(method.negativeLogLikelihood))</td>"
       out += "<td>\(fmt(method.brierScore))</td><td>\(fmt(method.expectedCalibrationError))</td></tr>\n"
     }
     out += "</table>\n"

@@ -44,9 +44,14 @@ extension Demo {
       try evaluate("MAP (softmax)", map, data.testLabels),
       try evaluate("Laplace (probit)", probit, data.testLabels),
     ]
-    print("test set (\(data.testLabels.count) images)   accuracy   mean NLL   Brier    ECE (\(calibrationBins) bins)")
+    let header = ["accuracy", "mean confidence", "mean NLL", "Brier", "ECE (\(calibrationBins) bins)"]
+    print(pad("test set (\(data.testLabels.count) images)", 24) + zip(header, [9, 16, 9, 7, 0]).map { pad($0, $1) }.joined(separator: "  "))
     for method in methods {
-      print("  \(pad(method.name, 18))   \(pad(fmt(100 * method.accuracy) + "%", 9))  \(pad(fmt(method.negativeLogLikelihood), 9))  \(pad(fmt(method.brierScore), 7))  \(fmt(method.expectedCalibrationError))")
+      let columns = [
+        pad(method.name, 20), pad(fmt(100 * method.accuracy) + "%", 9), pad(fmt(100 * method.meanConfidence) + "%", 16),
+        pad(fmt(method.negativeLogLikelihood), 9), pad(fmt(method.brierScore), 7), fmt(method.expectedCalibrationError),
+      ]
+      print("  " + columns.joined(separator: "  "))
     }
     print("  (both predictives in \(fmt(predictSeconds)) s)")
 

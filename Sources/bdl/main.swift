@@ -14,8 +14,7 @@ let usage = """
          bdl version             print the library version
   """
 
-/// The data folder: --data, else ./data, else <repo>/data found from the executable's path
-/// (<repo>/.build/<config>/bdl).
+/// The data folder: --data, else ./data, else <repo>/data found from the executable's path.
 func dataDirectory(_ arguments: [String]) -> String {
   if let flag = arguments.firstIndex(of: "--data"), flag + 1 < arguments.count { return arguments[flag + 1] }
   if access("data/diabetes.csv", R_OK) == 0 { return "data" }
@@ -24,10 +23,12 @@ func dataDirectory(_ arguments: [String]) -> String {
     p.withMemoryRebound(to: CChar.self) { readlink("/proc/self/exe", $0.baseAddress!, $0.count - 1) }
   }
   if length > 0 {
+    // <repo>/.build/<config>/bdl, or <repo>/.build/<triple>/<config>/bdl once symlinks are resolved.
     var parts = String(decoding: buffer[0..<length], as: UTF8.self).split(separator: "/", omittingEmptySubsequences: false)
-    if parts.count > 3 {
-      parts.removeLast(3)
-      return parts.joined(separator: "/") + "/data"
+    for _ in 0..<4 where parts.count > 1 {
+      parts.removeLast()
+      let candidate = parts.joined(separator: "/") + "/data"
+      if access(candidate + "/diabetes.csv", R_OK) == 0 { return candidate }
     }
   }
   return "data"

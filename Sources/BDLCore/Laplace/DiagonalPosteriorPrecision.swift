@@ -31,6 +31,28 @@ struct DiagonalPosteriorPrecision: PosteriorPrecision {
     scaledColumns(z) { p in 1 / values[p].squareRoot() }
   }
 
+  /// One block per weight and bias of the head's linear maps, unrotated, 1/d in the weight's shape.
+  func varianceBlocks(head: Sequential) -> [VarianceBlock]? {
+    guard head.parameterCount == values.count else { return nil }
+    var blocks: [VarianceBlock] = []
+    for (index, layer) in head.layers.enumerated() {
+      guard let map = layer as? any LinearMapLayer else {
+        if layer.parameterCount > 0 { return nil }
+        continue
+      }
+      let (dOut, dIn, start) = (map.outputDimension, map.inputDimension, head.parameterOffsets[index])
+      let weight = values[start..<(start + dOut * dIn)].map { 1 / $0 }
+      blocks.append(VarianceBlock(layerIndex: index, isBias: false, outputBasis: nil, inputBasis: nil,
+                                  inverseEigenvalues: try! Matrix(rows: dOut, columns: dIn, elements: weight)))
+      if map.hasBias {
+        let bias = values[(start + dOut * dIn)..<(start + dOut * dIn + dOut)].map { 1 / $0 }
+        blocks.append(VarianceBlock(layerIndex: index, isBias: true, outputBasis: nil, inputBasis: nil,
+                                    inverseEigenvalues: try! Matrix(rows: dOut, columns: 1, elements: bias)))
+      }
+    }
+    return blocks
+  }
+
   private func scaledColumns(_ x: Matrix, _ factor: (Int) -> Double) -> Matrix {
     var y = x
     for p in 0..<x.columns {

@@ -12,6 +12,9 @@
 struct KroneckerPosteriorPrecision: PosteriorPrecision {
   struct Block: Sendable {
     let parameters: Range<Int>
+    /// The K-FAC block's layer position and kind (to match it to a network's layer).
+    let layerIndex: Int
+    let isBias: Bool
     let factors: KroneckerEigendecomposition
     /// λ (nb × na): the curvature's eigenvalues in the block's eigenbasis.
     let curvature: Matrix
@@ -57,7 +60,7 @@ struct KroneckerPosteriorPrecision: PosteriorPrecision {
       if let bad = values.elements.firstIndex(where: { !($0 > 0 && $0.isFinite) }) {
         throw singularPosterior("eigenvalue \(bad) of the block at parameters \(block.parameters) is \(values.elements[bad])")
       }
-      blocks.append(Block(parameters: block.parameters, factors: factors, curvature: λ, values: values, dampedDerivatives: derivatives))
+      blocks.append(Block(parameters: block.parameters, layerIndex: block.layerIndex, isBias: block.isBias, factors: factors, curvature: λ, values: values, dampedDerivatives: derivatives))
     }
     guard covered == kfac.parameterCount, covered == δ.count else {
       throw .unsupported("the Kronecker posterior needs K-FAC blocks covering every parameter; \(covered) of \(δ.count) are covered")
@@ -118,6 +121,23 @@ struct KroneckerPosteriorPrecision: PosteriorPrecision {
       for i in derivative.elements.indices { total += derivative.elements[i] / block.values.elements[i] }
     }
     return total
+  }
+
+  /// Each block in its eigenbasis with 1/d — when every block matches a linear map of `head` at
+  /// its parameters (a posterior from a caller's accumulator may number its layers differently;
+  /// then nil, and the Jacobian path is used).
+  func varianceBlocks(head: Sequential) -> [VarianceBlock]? {
+    var result: [VarianceBlock] = []
+    for block in blocks {
+      let (nb, na) = (block.factors.outputOrder, block.factors.inputOrder)
+      guard head.linearMap(at: block.layerIndex, holds: block.parameters, outputs: nb, inputs: na, bias: block.isBias) else { return nil }
+      var inverse = block.values
+      for i in inverse.elements.indices { inverse.elements[i] = 1 / inverse.elements[i] }
+      result.append(VarianceBlock(
+        layerIndex: block.layerIndex, isBias: block.isBias, outputBasis: block.factors.b.eigenvectors,
+        inputBasis: block.isBias ? nil : block.factors.a.eigenvectors, inverseEigenvalues: inverse))
+    }
+    return result
   }
 
   func applyPower(_ e: Double, toRows x: Matrix) throws(BDLError) -> Matrix {

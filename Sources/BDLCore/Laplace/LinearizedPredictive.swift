@@ -21,8 +21,10 @@ extension Laplace {
 
   /// The network's outputs f(x; θ*) (N, C) and the GLM functional covariance
   /// Σ_f(x_n) = J(x_n)·P⁻¹·J(x_n)ᵀ (N, C, C), J the Jacobian of the covered parameters at θ*.
-  /// P⁻¹ is applied exactly for the structure (Cholesky solves, elementwise, or block by block
-  /// in the Kronecker eigenbasis); P is never formed for diag and kron. Equals laplace-torch's
+  /// For diag and kron, Σ_f comes from the layer statistics of a backward of the C unit vectors,
+  /// block by block in each block's eigenbasis (`addBlockwiseVariance`): neither J nor P is
+  /// formed. For full (and a K-FAC whose blocks do not match the network's layers) it is
+  /// J·(P⁻¹Jᵀ) with J in batches of at most 2²² entries. Equals laplace-torch's
   /// `f_var` from `la(x, pred_type='glm')` (it excludes σ²).
   public func functionalVariance(model: Sequential, inputs x: Tensor) throws(BDLError) -> (mean: Tensor, variance: Tensor) {
     let network = try network(model)
@@ -30,7 +32,10 @@ extension Laplace {
     let precision = try evaluate(hyperparameters).precision
     let features = try network.features(x, batchSize: 256)
     let c = outputCount, p = parameterCount
-    let batch = max(1, Self.jacobianBatchEntries / max(1, c * p))
+    let blocks = precision.varianceBlocks(head: network.head)
+    // Memory per batch: the Jacobian (C·P per example), or the statistics of C unit vectors.
+    let perExample = blocks == nil ? c * p : c * max(1, network.head.activationCount)
+    let batch = max(1, Self.jacobianBatchEntries / max(1, perExample))
     var mean = Tensor(shape: [x.count, c])
     var variance = Tensor(shape: [x.count, c, c])
     let size = features.exampleSize
@@ -38,6 +43,10 @@ extension Laplace {
       let end = min(start + batch, x.count)
       let xb = try Tensor(shape: [end - start] + Array(features.shape.dropFirst()), elements: Array(features.elements[(start * size)..<(end * size)]))
       mean.elements.replaceSubrange((start * c)..<(end * c), with: try network.head.forward(xb).elements)
+      if let blocks {
+        try Self.addBlockwiseVariance(head: network.head, inputs: xb, blocks: blocks, into: &variance, at: start)
+        continue
+      }
       let j = try network.head.jacobian(xb)
       let solved = try precision.applyPower(-1, toRows: j)
       // Σ_f(x_n) = J_n·(P⁻¹·J_nᵀ): one (C × P)·(P × C) gemm per example.

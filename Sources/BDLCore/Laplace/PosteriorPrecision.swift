@@ -6,13 +6,32 @@
 ///   P exactly (full, diagonal, Kronecker with a prior constant on each block);
 /// - `scaleSensitivity()`: ∂ log det P/∂h — tr(P⁻¹·G) for the exact forms;
 /// - `applyPower(e, toRows:)`: X ↦ X·P^e for e ∈ {1, −1} (P is symmetric, so also (P^e·Xᵀ)ᵀ);
-/// - `covarianceFactor(rows:)`: Z ↦ rows with covariance P⁻¹ when Z's rows are standard normal.
+/// - `covarianceFactor(rows:)`: Z ↦ rows with covariance P⁻¹ when Z's rows are standard normal;
+/// - `varianceBlocks(head:)`: for structures diagonal in a per-layer basis, the blocks through which
+///   the functional variance is computed from layer statistics (nil: use the Jacobian).
 protocol PosteriorPrecision: Sendable {
   var logDeterminant: Double { get }
   func priorSensitivity() throws(BDLError) -> [Double]
   func scaleSensitivity() throws(BDLError) -> Double
   func applyPower(_ e: Double, toRows x: Matrix) throws(BDLError) -> Matrix
   func covarianceFactor(rows z: Matrix) throws(BDLError) -> Matrix
+  func varianceBlocks(head: Sequential) -> [VarianceBlock]?
+}
+
+extension PosteriorPrecision {
+  func varianceBlocks(head: Sequential) -> [VarianceBlock]? { nil }
+}
+
+extension Sequential {
+  /// Whether layer `index` is a linear map whose weight (d_out × d_in) starts at parameter `start`
+  /// — or, for a bias, whose bias (d_out) does: how a curvature block is matched to a layer.
+  func linearMap(at index: Int, holds parameters: Range<Int>, outputs dOut: Int, inputs dIn: Int, bias: Bool) -> Bool {
+    guard layers.indices.contains(index), let map = layers[index] as? any LinearMapLayer,
+      map.outputDimension == dOut, map.inputDimension == dIn || bias
+    else { return false }
+    let start = parameterOffsets[index] + (bias ? map.outputDimension * map.inputDimension : 0)
+    return parameters == start..<(start + (bias ? dOut : dOut * dIn)) && (!bias || map.hasBias)
+  }
 }
 
 /// The error for a posterior precision that is not positive definite.

@@ -81,6 +81,12 @@ public struct Sequential: Sendable {
     try requireWorkingMemory(batch: x.count)
   }
 
+  /// Σ over layers of (input + output) sizes of one example: a backward pass's memory per output
+  /// vector (gradients and statistics), in doubles.
+  var activationCount: Int {
+    layers.indices.reduce(0) { $0 &+ shapes[$1].reduce(1, *) &+ shapes[$1 + 1].reduce(1, *) }
+  }
+
   /// Refuses a batch whose activations and caches (and, for `vectors` K > 0, the backward
   /// gradients and statistics) would not fit in memory, before anything is allocated. Estimates:
   /// forward N·Σ_layers (output + cache, `Layer.cacheSize`); backward
