@@ -825,12 +825,15 @@ BDL_API bdl_status bdl_laplace_set_hyperparameters(bdl_laplace *laplace,
                                                    double temperature);
 
 /**
- * The current hyperparameters: prior precision (its count in out_count; out_prior may be NULL to
- * ask only the count), σ and T (either out may be NULL).
+ * The current hyperparameters: prior precision (its length in out_prior_count; out_prior may be
+ * NULL to ask only the length), prior mean likewise (1 value or one per covered parameter), σ and
+ * T. Every out may be NULL.
  */
 BDL_API bdl_status bdl_laplace_hyperparameters(const bdl_laplace *laplace, double *out_prior,
-                                               int64_t capacity, int64_t *out_count,
-                                               double *out_sigma_noise, double *out_temperature);
+                                               int64_t prior_capacity, int64_t *out_prior_count,
+                                               double *out_prior_mean, int64_t mean_capacity,
+                                               int64_t *out_mean_count, double *out_sigma_noise,
+                                               double *out_temperature);
 
 /**
  * The log marginal likelihood. prior_precision NULL: the current prior; sigma_noise NULL: the

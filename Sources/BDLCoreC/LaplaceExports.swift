@@ -186,15 +186,16 @@ public func bdl_laplace_set_hyperparameters(
 
 @c @implementation
 public func bdl_laplace_hyperparameters(
-  _ laplace: OpaquePointer!, _ outPrior: UnsafeMutablePointer<Double>!, _ capacity: Int64,
-  _ outCount: UnsafeMutablePointer<Int64>!, _ outSigma: UnsafeMutablePointer<Double>!, _ outTemperature: UnsafeMutablePointer<Double>!
+  _ laplace: OpaquePointer!, _ outPrior: UnsafeMutablePointer<Double>!, _ priorCapacity: Int64,
+  _ outPriorCount: UnsafeMutablePointer<Int64>!, _ outPriorMean: UnsafeMutablePointer<Double>!, _ meanCapacity: Int64,
+  _ outMeanCount: UnsafeMutablePointer<Int64>!, _ outSigma: UnsafeMutablePointer<Double>!,
+  _ outTemperature: UnsafeMutablePointer<Double>!
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let hp = try laplaceHandle(laplace).laplace.hyperparameters
-    if outPrior != nil {
-      try Arguments.output(outPrior, capacity: capacity, needed: hp.priorPrecision.count, "out_prior").write(hp.priorPrecision)
-    }
-    outCount?.pointee = Int64(hp.priorPrecision.count)
+    try writeOptional(hp.priorPrecision, outPrior, priorCapacity, "out_prior", hp.priorMean, outPriorMean, meanCapacity, "out_prior_mean")
+    outPriorCount?.pointee = Int64(hp.priorPrecision.count)
+    outMeanCount?.pointee = Int64(hp.priorMean.count)
     outSigma?.pointee = hp.sigma
     outTemperature?.pointee = hp.temperature
   }

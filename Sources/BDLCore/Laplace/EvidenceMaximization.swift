@@ -40,7 +40,10 @@ extension Laplace {
   ) throws(BDLError) -> EvidenceMaximization {
     guard tolerance.isFinite, tolerance > 0 else { throw .invalidArgument("tolerance = \(tolerance); it must be > 0") }
     guard maxIterations >= 1 else { throw .invalidArgument("max_iterations = \(maxIterations); it must be ≥ 1") }
-    let withSigma = optimizeSigma && likelihood == .regression
+    guard !optimizeSigma || likelihood == .regression else {
+      throw .invalidArgument("optimize_sigma applies to regression; a classification posterior has no σ")
+    }
+    let withSigma = optimizeSigma
     let start = try groups.perParameter(priorPrecision: hyperparameters.priorPrecision)
     let count = structure.count(groups: groups.ranges)
     var t = groups.reduce(start.map { log($0) }, to: structure)
@@ -74,9 +77,17 @@ extension Laplace {
 
     var (value, g, e) = try objective(t)
     var iterations = 0
+    // A per-parameter prior on a non-diagonal curvature couples every δ_p: quasi-Newton (L-BFGS),
+    // started from the separable diagonal Newton step; its memory learns the coupling.
+    let quasiNewton = t.count > Self.denseNewtonLimit && self.structure != Laplace.Structure.diagonal
+    var memory: [(s: [Double], y: [Double])] = []
     while norm(projected(g, t)) >= tolerance && iterations < maxIterations {
       iterations += 1
-      let direction = try newtonDirection(t: t, gradient: g, evaluation: e, count: count, objective: objective)
+      var direction = try newtonDirection(t: t, gradient: g, evaluation: e, count: count, objective: objective, memory: quasiNewton ? memory : nil)
+      for k in 0..<count where (t[k] <= Self.logPriorBounds.lowerBound && direction[k] < 0) || (t[k] >= Self.logPriorBounds.upperBound && direction[k] > 0) {
+        direction[k] = 0
+      }
+      let (previousT, previousG) = (t, g)
       var accepted = false
       var step = 1.0
       for _ in 0..<40 {
@@ -96,6 +107,15 @@ extension Laplace {
         step /= 2
       }
       if !accepted { break }
+      if quasiNewton {
+        // (s, y) of f = −E: s = Δt, y = Δ∇f = −Δg; kept when the curvature sᵀy is positive.
+        let step = zip(t, previousT).map { $0 - $1 }, change = zip(previousG, g).map { $0 - $1 }
+        let curvature = zip(step, change).reduce(0) { $0 + $1.0 * $1.1 }
+        if curvature > 1e-12 * norm(step) * norm(change) {
+          memory.append((step, change))
+          if memory.count > Self.quasiNewtonMemory { memory.removeFirst() }
+        }
+      }
     }
     let final = candidate(t)
     self.hyperparameters = final
@@ -105,11 +125,15 @@ extension Laplace {
       converged: gradientNorm < tolerance)
   }
 
+  /// Pairs kept by the quasi-Newton iteration (the usual L-BFGS choice of 5–20).
+  static let quasiNewtonMemory = 10
+
   /// The Newton direction −H⁻¹g (an ascent direction: H is made negative definite by shifting
-  /// its spectrum when needed), each component capped at 2 (a factor e² in a hyperparameter).
+  /// its spectrum when needed), shortened to move no log hyperparameter by more than 2.
+  /// With `memory` (L-BFGS), the two-loop recursion over the stored pairs.
   private func newtonDirection(
     t: [Double], gradient g: [Double], evaluation e: Evaluation, count: Int,
-    objective: ([Double]) throws(BDLError) -> (Double, [Double], Evaluation)
+    objective: ([Double]) throws(BDLError) -> (Double, [Double], Evaluation), memory: [(s: [Double], y: [Double])]?
   ) throws(BDLError) -> [Double] {
     let m = t.count
     var direction: [Double]
@@ -141,7 +165,7 @@ extension Laplace {
       }
       let structure = try groups.structure(ofPriorCount: count)
       let diagonal = groups.reduce(perParameter, to: structure)
-      direction = (0..<count).map { k in g[k] / max(diagonal[k], 1e-12) }
+      var scaling = (0..<count).map { k in 1 / max(diagonal[k], 1e-12) }
       if m > count {
         // log σ: its own curvature by a central difference of its gradient component.
         let ε = 1e-5
@@ -149,9 +173,42 @@ extension Laplace {
         up[count] += ε
         down[count] -= ε
         let curvature = -((try objective(up)).1[count] - (try objective(down)).1[count]) / (2 * ε)
-        direction.append(g[count] / max(curvature, 1e-12))
+        scaling.append(1 / max(curvature, 1e-12))
+      }
+      if let memory {
+        // Two-loop recursion: r = H·g with H the L-BFGS inverse Hessian of −E, H0 = diag(scaling).
+        var q = g
+        var alphas: [Double] = []
+        for (s, y) in memory.reversed() {
+          let rho = 1 / zip(y, s).reduce(0) { $0 + $1.0 * $1.1 }
+          let alpha = rho * zip(s, q).reduce(0) { $0 + $1.0 * $1.1 }
+          for k in q.indices { q[k] -= alpha * y[k] }
+          alphas.append(alpha)
+        }
+        // H0: the diagonal Newton scaling until a pair exists, then γ·I with γ = sᵀy/yᵀy of the
+        // newest pair (Nocedal & Wright, eq. 7.20) — the coupling makes the diagonal a poor H0.
+        var r = zip(scaling, q).map { $0 * $1 }
+        if let (s, y) = memory.last {
+          let gamma = zip(s, y).reduce(0) { $0 + $1.0 * $1.1 } / y.reduce(0) { $0 + $1 * $1 }
+          r = q.map { gamma * $0 }
+        }
+        for (i, (s, y)) in memory.enumerated() {
+          let rho = 1 / zip(y, s).reduce(0) { $0 + $1.0 * $1.1 }
+          let beta = rho * zip(y, r).reduce(0) { $0 + $1.0 * $1.1 }
+          let alpha = alphas[memory.count - 1 - i]
+          for k in r.indices { r[k] += s[k] * (alpha - beta) }
+        }
+        direction = r
+      } else {
+        direction = zip(scaling, g).map { $0 * $1 }
       }
     }
-    return direction.map { min(max($0, -2), 2) }
+    // Shrunk as a whole (keeping its direction) so that no log hyperparameter moves by more than 2;
+    // an L-BFGS direction that is no ascent direction (rounding) falls back to the diagonal one.
+    if memory != nil, zip(direction, g).reduce(0, { $0 + $1.0 * $1.1 }) <= 0 {
+      return try newtonDirection(t: t, gradient: g, evaluation: e, count: count, objective: objective, memory: [])
+    }
+    let largest = direction.reduce(0) { max($0, abs($1)) }
+    return largest > 2 ? direction.map { $0 * 2 / largest } : direction
   }
 }

@@ -154,10 +154,10 @@ public struct Laplace: Sendable {
 
   func evaluate(_ hp: LaplaceHyperparameters) throws(BDLError) -> Evaluation {
     guard hp.sigma.isFinite, hp.sigma > 0 else {
-      throw hp.sigma.isNaN ? .nonFiniteInput("sigma_noise is NaN") : .invalidArgument("sigma_noise = \(hp.sigma); it must be finite and > 0")
+      throw hp.sigma.isFinite ? .invalidArgument("sigma_noise = \(hp.sigma); it must be > 0") : .nonFiniteInput("sigma_noise = \(hp.sigma); it must be finite")
     }
     guard hp.temperature.isFinite, hp.temperature > 0 else {
-      throw hp.temperature.isNaN ? .nonFiniteInput("temperature is NaN") : .invalidArgument("temperature = \(hp.temperature); it must be finite and > 0")
+      throw hp.temperature.isFinite ? .invalidArgument("temperature = \(hp.temperature); it must be > 0") : .nonFiniteInput("temperature = \(hp.temperature); it must be finite")
     }
     let δ = try groups.perParameter(priorPrecision: hp.priorPrecision)
     let μ = try groups.perParameter(priorMean: hp.priorMean)

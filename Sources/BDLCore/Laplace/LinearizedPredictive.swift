@@ -8,8 +8,10 @@ import Darwin
 public enum PredictiveLink: Sendable, Equatable {
   /// κ_c = 1/√(1 + π/8·Σ_f,cc), p = softmax(κ ⊙ f*): laplace-torch's `link_approx='probit'`.
   case probit
-  /// The Laplace bridge (Hobbhahn et al. 2022), laplace-torch's `'bridge'`: a Dirichlet with
-  /// α_c = (1 − 2/C + e^{f_c}/C²·Σ_k e^{−f_k})/Σ_f,cc, whose mean α/Σα is returned.
+  /// The Laplace bridge (Hobbhahn et al. 2022), laplace-torch's `'bridge'`: after the zero-mean
+  /// correction f ← f − Σ_f1·(1ᵀf)/(1ᵀΣ_f1), Σ_f ← Σ_f − Σ_f11ᵀΣ_f/(1ᵀΣ_f1), a Dirichlet with
+  /// α_c = (1 − 2/C + e^{f_c}/C²·Σ_k e^{−f_k})/Σ_f,cc, whose mean α/Σα is returned (uniform where
+  /// that is undefined, e.g. a zero variance).
   case bridge
   /// The mean of softmax(f) over `samples` draws f ~ N(f*, Σ_f), seeded.
   case monteCarlo(samples: Int, seed: UInt64)
@@ -85,6 +87,18 @@ extension Laplace {
       case .probit:
         pn = softmax((0..<c).map { fn[$0] / (1 + Double.pi / 8 * sn[$0 * c + $0]).squareRoot() })
       case .bridge:
+        // Zero-mean correction first (softmax is shift-invariant): f ← f − Σ1·(1ᵀf)/(1ᵀΣ1),
+        // Σ ← Σ − Σ1·1ᵀΣ/(1ᵀΣ1), as laplace-torch does.
+        var fn = fn
+        var sn = sn
+        let rowSums = (0..<c).map { a in (0..<c).reduce(0.0) { $0 + sn[a * c + $1] } }
+        let covarianceSum = rowSums.reduce(0, +), meanSum = fn.reduce(0, +)
+        if covarianceSum > 0 {
+          for a in 0..<c {
+            fn[a] -= rowSums[a] * meanSum / covarianceSum
+            for b in 0..<c { sn[a * c + b] -= rowSums[a] * rowSums[b] / covarianceSum }
+          }
+        }
         let sumExpNegative = fn.reduce(0) { $0 + exp(-$1) }
         var α = (0..<c).map { (1 - 2 / Double(c) + exp(fn[$0]) / Double(c * c) * sumExpNegative) / sn[$0 * c + $0] }
         let total = α.reduce(0, +)

@@ -55,7 +55,7 @@ int main(void) {
   bdl_evidence_optimum optimum;
   TRY(bdl_laplace_optimize_prior_precision(laplace, BDL_PRIOR_LAYERWISE, 0, 0, 0, &optimum));
   double prior[4];
-  TRY(bdl_laplace_hyperparameters(laplace, prior, 4, NULL, NULL, NULL));
+  TRY(bdl_laplace_hyperparameters(laplace, prior, 4, NULL, NULL, 0, NULL, NULL, NULL));
   printf("evidence-optimal δ = %.3g %.3g %.3g %.3g: log evidence %.4f (‖∇‖ = %.1e, %lld Newton steps)\n",
          prior[0], prior[1], prior[2], prior[3], optimum.log_marginal_likelihood, optimum.gradient_norm,
          (long long)optimum.iterations);

@@ -127,8 +127,12 @@ int main(void) {
   CHECK(optimum.log_marginal_likelihood >= before, "optimum %.15g below the start %.15g", optimum.log_marginal_likelihood, before);
   int64_t count = 0;
   double current[TENSORS];
-  CHECK_STATUS(bdl_laplace_hyperparameters(kron, current, TENSORS, &count, NULL, NULL), BDL_OK, "");
+  double mean_back = -1;
+  int64_t mean_count = 0;
+  CHECK_STATUS(bdl_laplace_hyperparameters(kron, current, TENSORS, &count, &mean_back, 1, &mean_count, NULL, NULL), BDL_OK, "");
   CHECK(count == TENSORS, "the optimum is stored: %lld prior values", (long long)count);
+  CHECK(mean_count == 1 && mean_back == 0, "prior mean %g (%lld values)", mean_back, (long long)mean_count);
+  CHECK_STATUS(bdl_laplace_hyperparameters(kron, current, 2, &count, NULL, 0, NULL, NULL, NULL), BDL_SHAPE_MISMATCH, "capacity");
   bdl_laplace_log_marginal_likelihood_grad(kron, NULL, 0, NULL, &value, grad, TENSORS, NULL);
   double norm = 0;
   for (int k = 0; k < TENSORS; ++k) norm += grad[k] * grad[k];

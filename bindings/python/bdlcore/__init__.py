@@ -22,6 +22,9 @@ Modules: :mod:`bdlcore.kron` (Kronecker-factored solves, log-determinants, diago
 gradients, per-layer K-FAC statistics, training; ``bdlcore.Sequential``, ``bdlcore.from_torch``),
 :mod:`bdlcore.curvature` (GGN, its diagonal, K-FAC and EK-FAC of a network as linear operators
 on its parameters; caller-fed K-FAC statistics: ``bdlcore.KFAC``, ``bdlcore.KFACAccumulator``),
+:mod:`bdlcore.laplace` (Laplace posteriors: evidence and its gradients, evidence-optimal priors,
+linearised predictives, sampling, save/load; ``bdlcore.Laplace``), :mod:`bdlcore.metrics`
+(accuracy, NLL, Brier score, ECE and reliability diagrams of class probabilities),
 :mod:`bdlcore.blas` (the BLAS in use) and :mod:`bdlcore.datasets` (the shipped digits and
 diabetes data as numpy arrays with the fixed train/test split, ``bdlcore.datasets.load_digits()``).
 """
@@ -42,10 +45,11 @@ from ._errors import (
     UnsupportedError,
     WrongStateError,
 )
-from . import datasets
+from . import datasets, metrics
 from .blas import BLASInfo, blas_info
 from .curvature import EKFAC, GGN, KFAC, DiagGGN, KFACAccumulator
 from .kron import KronFactor, kron_diagonal, kron_logdet, kron_solve
+from .laplace import EvidenceOptimum, Laplace
 from .model import (
     GELU,
     AvgPool2d,
@@ -113,6 +117,9 @@ __all__ = [
     "DiagGGN",
     "GGN",
     "KFACAccumulator",
+    "Laplace",
+    "EvidenceOptimum",
+    "metrics",
     "blas_info",
     "BLASInfo",
     "Status",

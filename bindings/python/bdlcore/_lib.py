@@ -4,8 +4,9 @@ This module mirrors the header: one declaration per C function, in header order,
 prototype in a comment, plus the header's constants and the ``bdl_blas_info_t`` struct. Nothing
 here converts or checks values; the public modules (``kron``, ``blas``, ``model``) do that.
 The structures (``bdl_blas_info_t``, ``bdl_layer_spec``, ``bdl_train_params``,
-``bdl_train_progress``, ``bdl_curvature_params``) mirror the C ones field by field, and ``BDL_PROGRESS_FN`` is the ctypes
-type of ``bdl_progress_fn``.
+``bdl_train_progress``, ``bdl_curvature_params``, ``bdl_laplace_params``,
+``bdl_evidence_optimum``) mirror the C ones field by field; ``BDL_PROGRESS_FN`` and
+``BDL_PASS_PROGRESS_FN`` are the ctypes types of ``bdl_progress_fn`` and ``bdl_pass_progress_fn``.
 
 The shared library is looked for, in this order:
 
@@ -54,7 +55,10 @@ __all__ = [
     "bdl_train_params",
     "bdl_train_progress",
     "bdl_curvature_params",
+    "bdl_laplace_params",
+    "bdl_evidence_optimum",
     "BDL_PROGRESS_FN",
+    "BDL_PASS_PROGRESS_FN",
 ]
 
 #: Environment variable naming the shared library to load, tried before anything else.
@@ -264,6 +268,48 @@ KFAC_CONSTANTS = {
     "BDL_KFAC_DAMPING_PI": BDL_KFAC_DAMPING_PI,
 }
 
+BDL_LAPLACE_FULL = 1
+BDL_LAPLACE_DIAG = 2
+BDL_LAPLACE_KRON = 3
+
+#: Every posterior structure (``bdl_laplace_params.structure``) by its header name.
+LAPLACE_CONSTANTS = {
+    "BDL_LAPLACE_FULL": BDL_LAPLACE_FULL,
+    "BDL_LAPLACE_DIAG": BDL_LAPLACE_DIAG,
+    "BDL_LAPLACE_KRON": BDL_LAPLACE_KRON,
+}
+
+BDL_SUBSET_ALL = 1
+BDL_SUBSET_LAST_LAYER = 2
+
+#: Every parameter subset (``bdl_laplace_params.subset``) by its header name.
+SUBSET_CONSTANTS = {
+    "BDL_SUBSET_ALL": BDL_SUBSET_ALL,
+    "BDL_SUBSET_LAST_LAYER": BDL_SUBSET_LAST_LAYER,
+}
+
+BDL_PRIOR_SCALAR = 1
+BDL_PRIOR_LAYERWISE = 2
+BDL_PRIOR_DIAG = 3
+
+#: Every prior-precision structure (``bdl_laplace_optimize_prior_precision``) by its header name.
+PRIOR_CONSTANTS = {
+    "BDL_PRIOR_SCALAR": BDL_PRIOR_SCALAR,
+    "BDL_PRIOR_LAYERWISE": BDL_PRIOR_LAYERWISE,
+    "BDL_PRIOR_DIAG": BDL_PRIOR_DIAG,
+}
+
+BDL_LINK_PROBIT = 1
+BDL_LINK_BRIDGE = 2
+BDL_LINK_MC = 3
+
+#: Every classification predictive link (``bdl_laplace_predict``) by its header name.
+LINK_CONSTANTS = {
+    "BDL_LINK_PROBIT": BDL_LINK_PROBIT,
+    "BDL_LINK_BRIDGE": BDL_LINK_BRIDGE,
+    "BDL_LINK_MC": BDL_LINK_MC,
+}
+
 # ---------------------------------------------------------------------------------------------
 # Types
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +318,8 @@ bdl_status = c_int32
 _dptr = POINTER(c_double)
 _fptr = POINTER(c_float)
 _i64ptr = POINTER(c_int64)
-_handle = c_void_p  # bdl_kron_factor*, bdl_model*, bdl_layer_statistics*, bdl_curvature*, bdl_kfac_accumulator*: opaque
+_handle = c_void_p  # bdl_kron_factor*, bdl_model*, bdl_layer_statistics*, bdl_curvature*, bdl_kfac_accumulator*,
+#                    bdl_laplace*: opaque
 
 
 class bdl_blas_info_t(Structure):
@@ -352,8 +399,45 @@ class bdl_curvature_params(Structure):
     ]
 
 
+class bdl_laplace_params(Structure):
+    """Mirror of ``bdl_laplace_params``, field by field; fill with ``bdl_laplace_params_init``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("likelihood", c_int32),
+        ("structure", c_int32),
+        ("subset", c_int32),
+        ("fisher", c_int32),
+        ("approximation", c_int32),
+        ("damped", c_int32),
+        ("mc_samples", c_int64),
+        ("seed", c_uint64),
+        ("batch_size", c_int64),
+        ("prior_precision", POINTER(c_double)),
+        ("prior_precision_count", c_int64),
+        ("prior_mean", POINTER(c_double)),
+        ("prior_mean_count", c_int64),
+        ("sigma_noise", c_double),
+        ("temperature", c_double),
+    ]
+
+
+class bdl_evidence_optimum(Structure):
+    """Mirror of ``bdl_evidence_optimum``: the outcome of ``bdl_laplace_optimize_prior_precision``."""
+
+    _fields_ = [
+        ("log_marginal_likelihood", c_double),
+        ("gradient_norm", c_double),
+        ("iterations", c_int64),
+        ("converged", c_int32),
+    ]
+
+
 #: ``typedef int32_t (*bdl_progress_fn)(const bdl_train_progress *progress, void *user_data);``
 BDL_PROGRESS_FN = CFUNCTYPE(c_int32, POINTER(bdl_train_progress), c_void_p)
+
+#: ``typedef void (*bdl_pass_progress_fn)(int64_t done, int64_t total, void *user_data);``
+BDL_PASS_PROGRESS_FN = CFUNCTYPE(None, c_int64, c_int64, c_void_p)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -645,6 +729,167 @@ _declare("bdl_kfac_accumulator_load", bdl_status, [c_char_p, POINTER(_handle)])
 # bdl_status bdl_kfac_accumulator_finalize(const bdl_kfac_accumulator *accumulator,
 #                                          bdl_curvature **out_curvature);
 _declare("bdl_kfac_accumulator_finalize", bdl_status, [_handle, POINTER(_handle)])
+
+# bdl_status bdl_laplace_params_init(bdl_laplace_params *params);
+_declare("bdl_laplace_params_init", bdl_status, [POINTER(bdl_laplace_params)])
+
+# bdl_status bdl_laplace_fit(const bdl_model *model, const double *X, int64_t n,
+#                            const double *y, const bdl_laplace_params *params,
+#                            bdl_pass_progress_fn progress, void *user_data,
+#                            bdl_laplace **out_laplace);
+_declare(
+    "bdl_laplace_fit",
+    bdl_status,
+    [_handle, _dptr, c_int64, _dptr, POINTER(bdl_laplace_params), BDL_PASS_PROGRESS_FN, c_void_p, POINTER(_handle)],
+)
+
+# bdl_status bdl_laplace_from_curvature(const bdl_curvature *curvature, const double *theta,
+#                                       int64_t num_parameters, const int64_t *tensor_sizes,
+#                                       int64_t n_tensors, double loss, int64_t n_data,
+#                                       int64_t n_outputs, const bdl_laplace_params *params,
+#                                       bdl_laplace **out_laplace);
+_declare(
+    "bdl_laplace_from_curvature",
+    bdl_status,
+    [_handle, _dptr, c_int64, _i64ptr, c_int64, c_double, c_int64, c_int64, POINTER(bdl_laplace_params), POINTER(_handle)],
+)
+
+# void bdl_laplace_free(bdl_laplace *laplace);
+_declare("bdl_laplace_free", None, [_handle])
+
+# bdl_status bdl_laplace_info(const bdl_laplace *laplace, int32_t *out_structure,
+#                             int32_t *out_subset, int32_t *out_likelihood,
+#                             int64_t *out_num_parameters, int64_t *out_num_tensors,
+#                             int64_t *out_first_parameter);
+_declare(
+    "bdl_laplace_info",
+    bdl_status,
+    [_handle, POINTER(c_int32), POINTER(c_int32), POINTER(c_int32), _i64ptr, _i64ptr, _i64ptr],
+)
+
+# bdl_status bdl_laplace_set_hyperparameters(bdl_laplace *laplace,
+#                                            const double *prior_precision,
+#                                            int64_t prior_precision_count,
+#                                            const double *prior_mean,
+#                                            int64_t prior_mean_count, double sigma_noise,
+#                                            double temperature);
+_declare("bdl_laplace_set_hyperparameters", bdl_status, [_handle, _dptr, c_int64, _dptr, c_int64, c_double, c_double])
+
+# bdl_status bdl_laplace_hyperparameters(const bdl_laplace *laplace, double *out_prior,
+#                                        int64_t prior_capacity, int64_t *out_prior_count,
+#                                        double *out_prior_mean, int64_t mean_capacity,
+#                                        int64_t *out_mean_count, double *out_sigma_noise,
+#                                        double *out_temperature);
+_declare("bdl_laplace_hyperparameters", bdl_status,
+         [_handle, _dptr, c_int64, _i64ptr, _dptr, c_int64, _i64ptr, _dptr, _dptr])
+
+# bdl_status bdl_laplace_log_marginal_likelihood(const bdl_laplace *laplace,
+#                                                const double *prior_precision,
+#                                                int64_t prior_precision_count,
+#                                                const double *sigma_noise,
+#                                                double *out_value);
+_declare("bdl_laplace_log_marginal_likelihood", bdl_status, [_handle, _dptr, c_int64, _dptr, _dptr])
+
+# bdl_status bdl_laplace_log_marginal_likelihood_grad(
+#     const bdl_laplace *laplace, const double *prior_precision, int64_t prior_precision_count,
+#     const double *sigma_noise, double *out_value, double *out_grad_log_prior, int64_t capacity,
+#     double *out_grad_log_sigma);
+_declare(
+    "bdl_laplace_log_marginal_likelihood_grad",
+    bdl_status,
+    [_handle, _dptr, c_int64, _dptr, _dptr, _dptr, c_int64, _dptr],
+)
+
+# bdl_status bdl_laplace_optimize_prior_precision(bdl_laplace *laplace,
+#                                                 int32_t prior_structure,
+#                                                 int32_t optimize_sigma, double tolerance,
+#                                                 int64_t max_iterations,
+#                                                 bdl_evidence_optimum *out);
+_declare(
+    "bdl_laplace_optimize_prior_precision",
+    bdl_status,
+    [_handle, c_int32, c_int32, c_double, c_int64, POINTER(bdl_evidence_optimum)],
+)
+
+# bdl_status bdl_laplace_functional_variance(const bdl_laplace *laplace,
+#                                            const bdl_model *model, const double *X,
+#                                            int64_t n, double *out_mean,
+#                                            int64_t mean_capacity, double *out_variance,
+#                                            int64_t variance_capacity);
+_declare(
+    "bdl_laplace_functional_variance",
+    bdl_status,
+    [_handle, _handle, _dptr, c_int64, _dptr, c_int64, _dptr, c_int64],
+)
+
+# bdl_status bdl_laplace_predict(const bdl_laplace *laplace, const bdl_model *model,
+#                                const double *X, int64_t n, int32_t link,
+#                                int64_t n_samples, uint64_t seed, double *out_probs,
+#                                int64_t capacity);
+_declare(
+    "bdl_laplace_predict",
+    bdl_status,
+    [_handle, _handle, _dptr, c_int64, c_int32, c_int64, c_uint64, _dptr, c_int64],
+)
+
+# bdl_status bdl_laplace_predict_regression(const bdl_laplace *laplace,
+#                                           const bdl_model *model, const double *X,
+#                                           int64_t n, int32_t include_noise,
+#                                           double *out_mean, int64_t mean_capacity,
+#                                           double *out_variance, int64_t variance_capacity);
+_declare(
+    "bdl_laplace_predict_regression",
+    bdl_status,
+    [_handle, _handle, _dptr, c_int64, c_int32, _dptr, c_int64, _dptr, c_int64],
+)
+
+# bdl_status bdl_laplace_predict_sampling(const bdl_laplace *laplace, const bdl_model *model,
+#                                         const double *X, int64_t n, int64_t n_samples,
+#                                         uint64_t seed, int32_t include_noise,
+#                                         double *out_mean, int64_t mean_capacity,
+#                                         double *out_variance, int64_t variance_capacity);
+_declare(
+    "bdl_laplace_predict_sampling",
+    bdl_status,
+    [_handle, _handle, _dptr, c_int64, c_int64, c_uint64, c_int32, _dptr, c_int64, _dptr, c_int64],
+)
+
+# bdl_status bdl_laplace_sample(const bdl_laplace *laplace, int64_t n_samples, uint64_t seed,
+#                               double *out_samples, int64_t capacity);
+_declare("bdl_laplace_sample", bdl_status, [_handle, c_int64, c_uint64, _dptr, c_int64])
+
+# bdl_status bdl_laplace_log_prob(const bdl_laplace *laplace, const double *theta,
+#                                 int64_t num_parameters, double *out_value);
+_declare("bdl_laplace_log_prob", bdl_status, [_handle, _dptr, c_int64, _dptr])
+
+# bdl_status bdl_laplace_save(const bdl_laplace *laplace, const char *path);
+_declare("bdl_laplace_save", bdl_status, [_handle, c_char_p])
+
+# bdl_status bdl_laplace_load(const char *path, const bdl_model *model,
+#                             bdl_laplace **out_laplace);
+_declare("bdl_laplace_load", bdl_status, [c_char_p, _handle, POINTER(_handle)])
+
+# bdl_status bdl_metrics_accuracy(const double *probs, int64_t n, int64_t n_classes,
+#                                 const int64_t *labels, double *out_value);
+_declare("bdl_metrics_accuracy", bdl_status, [_dptr, c_int64, c_int64, _i64ptr, _dptr])
+
+# bdl_status bdl_metrics_nll(const double *probs, int64_t n, int64_t n_classes,
+#                            const int64_t *labels, double *out_value);
+_declare("bdl_metrics_nll", bdl_status, [_dptr, c_int64, c_int64, _i64ptr, _dptr])
+
+# bdl_status bdl_metrics_brier(const double *probs, int64_t n, int64_t n_classes,
+#                              const int64_t *labels, double *out_value);
+_declare("bdl_metrics_brier", bdl_status, [_dptr, c_int64, c_int64, _i64ptr, _dptr])
+
+# bdl_status bdl_metrics_ece(const double *probs, int64_t n, int64_t n_classes,
+#                            const int64_t *labels, int64_t bins, double *out_value);
+_declare("bdl_metrics_ece", bdl_status, [_dptr, c_int64, c_int64, _i64ptr, c_int64, _dptr])
+
+# bdl_status bdl_metrics_reliability(const double *probs, int64_t n, int64_t n_classes,
+#                                    const int64_t *labels, int64_t bins,
+#                                    int64_t *out_counts, double *out_confidence,
+#                                    double *out_accuracy);
+_declare("bdl_metrics_reliability", bdl_status, [_dptr, c_int64, c_int64, _i64ptr, c_int64, _i64ptr, _dptr, _dptr])
 
 #: The C functions declared above, in header order (compared with the header by the tests).
 DECLARED_FUNCTIONS: Tuple[str, ...] = tuple(_declared)
