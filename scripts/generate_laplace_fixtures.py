@@ -6,7 +6,7 @@ the same format as the engine and K-FAC fixtures, test inputs ``X_test``, and wh
 laplace-torch 0.3 returns for its six parametric classes (``FullLaplace``, ``DiagLaplace``,
 ``KronLaplace`` and their last-layer versions ``FullLLLaplace``, ``DiagLLLaplace``,
 ``KronLLLaplace``): the log marginal likelihood for several hyperparameter cases, the GLM
-predictive (mean, functional covariance, probit) and the result of its marginal-likelihood
+predictive (mean, functional covariance, probit, Laplace bridge) and the result of its marginal-likelihood
 prior-precision optimisation with its default settings. No curvature matrices are stored.
 The Swift tests read these files; CI never needs PyTorch.
 
@@ -41,8 +41,8 @@ Before writing, the script recomputes in plain torch, independently of laplace-t
 - every stored evidence from DESIGN.md §4's formula with the dense posterior precision
   P = h·G̃ + P0 (G̃ = G, diag G or the dense Kronecker block matrix; h = 1/(σ²T)):
   log p(D|θ*) − ½[log det P − log det P0] − ½(θ*−μ0)ᵀP0(θ*−μ0), asserted to rtol 1e-10;
-- every stored functional covariance as J(x) P⁻¹ J(x)ᵀ and the probit as
-  softmax(f / √(1 + π/8·diag Σ_f)).
+- every stored functional covariance as J(x) P⁻¹ J(x)ᵀ, the probit as
+  softmax(f / √(1 + π/8·diag Σ_f)), and the bridge against ``laplace_bridge`` below.
 
 Requirements: torch, numpy, laplace-torch 0.3 and curvlinops (PyPI
 ``curvlinops-for-pytorch``) 3.0.1, in a separate virtualenv (``.venv*/`` is gitignored).
@@ -278,7 +278,20 @@ class Reference:
         Z = torch.linalg.solve(P, Js.reshape(-1, Js.shape[2]).T).T.reshape(Js.shape)
         f_var = Js @ Z.transpose(1, 2)  # J P⁻¹ Jᵀ per input
         kappa = 1 / torch.sqrt(1 + math.pi / 8 * torch.diagonal(f_var, dim1=1, dim2=2))
-        return self.f_test, f_var, torch.softmax(kappa * self.f_test, dim=-1)
+        return self.f_test, f_var, torch.softmax(kappa * self.f_test, dim=-1), laplace_bridge(self.f_test, f_var)
+
+
+def laplace_bridge(f_mu, f_var):
+    """The Laplace bridge's Dirichlet mean (Hobbhahn et al. 2022), written out independently:
+    zero-mean correction f ← f − Σ1·(1ᵀf)/(1ᵀΣ1), Σ ← Σ − Σ11ᵀΣ/(1ᵀΣ1), then
+    α_c = (1 − 2/C + e^{f_c}/C²·Σ_k e^{−f_k})/Σ_cc and p = α/Σα."""
+    row = f_var.sum(-1)  # Σ1 per input, (M, C)
+    total = row.sum(-1, keepdim=True)  # 1ᵀΣ1, (M, 1)
+    f = f_mu - row * f_mu.sum(-1, keepdim=True) / total
+    var = f_var - row[:, :, None] * row[:, None, :] / total[:, :, None]
+    C = f.shape[-1]
+    alpha = (1 - 2 / C + f.exp() / C ** 2 * (-f).exp().sum(-1, keepdim=True)) / torch.diagonal(var, dim1=1, dim2=2)
+    return alpha / alpha.sum(-1, keepdim=True)
 
 
 # ----------------------------------------------------------------------------------------
@@ -457,8 +470,8 @@ def generate(defn: dict, report: dict) -> dict[str, np.ndarray]:
                 arrays[key] = np.array(value, dtype=np.float64)
 
                 if case == "scalar_a":  # predictive with these hyperparameters
-                    f_ref, v_ref, p_ref = ref.predictive(structure, subset, prec,
-                                                         hp["sigma_noise"])
+                    f_ref, v_ref, p_ref, b_ref = ref.predictive(structure, subset, prec,
+                                                                hp["sigma_noise"])
                     sfx = f"{structure}__{subset}"
                     if reg:
                         f_mu, f_var = la(X_test, pred_type="glm")
@@ -467,12 +480,14 @@ def generate(defn: dict, report: dict) -> dict[str, np.ndarray]:
                     else:
                         f_mu, f_var = la._glm_predictive_distribution(X_test)
                         probit = la(X_test, pred_type="glm", link_approx="probit")
+                        bridge = la(X_test, pred_type="glm", link_approx="bridge")
                         runner.calls[f"predictive__{sfx}"] = (
                             f"{runner.calls[key]}; f_mu, f_var = "
                             "la._glm_predictive_distribution(X_test); probit = la(X_test, "
-                            "pred_type='glm', link_approx='probit')")
+                            "pred_type='glm', link_approx='probit'); bridge = la(X_test, "
+                            "pred_type='glm', link_approx='bridge')")
                     for nm, got, exp in [("f_mu", f_mu, f_ref), ("f_var", f_var, v_ref)] + (
-                            [] if reg else [("probit", probit, p_ref)]):
+                            [] if reg else [("probit", probit, p_ref), ("bridge", bridge, b_ref)]):
                         errs["predictive"] = max(errs["predictive"], assert_close(
                             got, exp, f"{name}/{nm}__{sfx}", rtol=RTOL, atol=ATOL))
                         arrays[f"{nm}__{sfx}"] = got.detach().numpy().copy()
@@ -634,6 +649,9 @@ def write_readme(results, sizes, report) -> None:
         "  pred_type='glm')` (f_var has no σ² added).",
         "- `probit__<structure>__<subset>` (5, C), classification only:",
         "  `la(X_test, pred_type='glm', link_approx='probit')`.",
+        "- `bridge__<structure>__<subset>` (5, C), classification only:",
+        "  `la(X_test, pred_type='glm', link_approx='bridge')` (the Laplace bridge after",
+        "  laplace-torch's zero-mean correction), checked against an independent implementation.",
         "- `opt__<structure>__<subset>__<prior_structure>__prior_precision` (1 or T) and",
         "  `opt__…__lml` (0-d): `la.optimize_prior_precision(method='marglik', pred_type='glm',",
         "  prior_structure=<scalar|layerwise>)` on a Laplace built with σ, T of `scalar_a`",

@@ -847,10 +847,10 @@ class Laplace(_OwnedHandle):
 
         * ``pred_type="glm"`` (the linearised predictive, laplace-torch's default) with
           ``link="probit"``: softmax(f ⊙ κ), κ_c = 1/√(1 + π/8·Σ_f,cc) (the default: closed
-          form, no sampling); ``"bridge"``: the Laplace bridge's Dirichlet mean α/Σα,
-          α_c = (1 − 2/C + e^{f_c}/C²·Σ_k e^{−f_k})/Σ_f,cc (applied to f and Σ_f as they are:
-          laplace-torch's ``'bridge'`` first applies a zero-mean correction to both, so the two
-          differ); ``"mc"``: the mean of softmax(f̃) over ``n_samples`` draws f̃ ~ N(f, Σ_f),
+          form, no sampling); ``"bridge"``: laplace-torch's ``'bridge'``, the Laplace bridge's
+          Dirichlet mean α/Σα, α_c = (1 − 2/C + e^{f_c}/C²·Σ_k e^{−f_k})/Σ_f,cc, after the
+          zero-mean correction f ← f − Σ_f1·(1ᵀf)/(1ᵀΣ_f1), Σ_f ← Σ_f − Σ_f11ᵀΣ_f/(1ᵀΣ_f1)
+          (softmax is shift-invariant); ``"mc"``: the mean of softmax(f̃) over ``n_samples`` draws f̃ ~ N(f, Σ_f),
           seeded by ``seed``;
         * ``pred_type="nn"``: the mean of softmax(f(x; θ̃)) over ``n_samples`` draws
           θ̃ ~ N(θ*, P⁻¹) (seeded).

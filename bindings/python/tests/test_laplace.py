@@ -222,6 +222,8 @@ def test_glm_predictive_matches_laplace_torch(fixture, structure, subset):
             probs = la.predict(fixture["X_test"])
             assert_close(probs, fixture[f"probit__{name}"], f"probit__{name}", PREDICTIVE_TOL)
             assert_close(la(fixture["X_test"], link="probit"), probs, "__call__", 0.0)
+            bridge = la.predict(fixture["X_test"], link="bridge")
+            assert_close(bridge, fixture[f"bridge__{name}"], f"bridge__{name}", PREDICTIVE_TOL)
         else:
             mean, variance = la.predict(fixture["X_test"])
             assert_close(mean, fixture[f"f_mu__{name}"], "regression mean", PREDICTIVE_TOL)
