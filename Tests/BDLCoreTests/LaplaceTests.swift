@@ -1,4 +1,4 @@
-import BDLCore
+@testable import BDLCore
 import Foundation
 import Testing
 
@@ -254,6 +254,40 @@ struct LaplaceTests {
         var nudged = laplace.hyperparameters
         nudged.priorPrecision[0] *= 1.01
         #expect(try laplace.logMarginalLikelihood(nudged) <= result.logMarginalLikelihood + 1e-12)
+      }
+    }
+  }
+
+  @Test("the closed-form evidence Hessian equals central differences of the analytic gradient")
+  func exactHessian() throws {
+    let problem = try LaplaceProblem.regression()
+    for structure in [Laplace.Structure.diagonal, .kron] {
+      let laplace = try problem.fit(structure)
+      for prior in [[0.7], [0.4, 2.0, 1.1, 3.0]] {
+        let hp = LaplaceHyperparameters(priorPrecision: prior, priorMean: [0.1], sigma: 0.8, temperature: 1.3)
+        let m = prior.count + 1
+        guard let hessian = try laplace.exactHessian(try laplace.evaluate(hp), count: prior.count, withSigma: true) else {
+          Issue.record("\(structure): no closed form"); continue
+        }
+        func gradient(_ t: [Double]) throws -> [Double] {
+          var moved = hp
+          moved.priorPrecision = t[0..<prior.count].map { exp($0) }
+          moved.sigma = exp(t[prior.count])
+          let g = try laplace.logMarginalLikelihoodGradient(moved)
+          return g.logPriorPrecision + [g.logSigma]
+        }
+        let t = prior.map { log($0) } + [log(0.8)]
+        let ε = 1e-5
+        var numeric: [Double] = []
+        for j in 0..<m {
+          for k in 0..<m {
+            var up = t, down = t
+            up[k] += ε
+            down[k] -= ε
+            numeric.append((try gradient(up)[j] - gradient(down)[j]) / (2 * ε))
+          }
+        }
+        expectClose(hessian.elements, numeric, tolerance: Tolerance.finiteDifference, "\(structure) \(prior.count) prior values")
       }
     }
   }

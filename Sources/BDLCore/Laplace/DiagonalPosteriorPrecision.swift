@@ -19,7 +19,15 @@ struct DiagonalPosteriorPrecision: PosteriorPrecision {
   func priorSensitivity() throws(BDLError) -> [Double] { values.map { 1 / $0 } }
 
   func scaleSensitivity() throws(BDLError) -> Double {
-    zip(curvature, values).reduce(0) { $0 + $1.0 / $1.1 }
+    CompensatedSum.of(zip(curvature, values).lazy.map { $0 / $1 })
+  }
+
+  func spectralSums(over ranges: [Range<Int>]) -> [SpectralSums]? {
+    ranges.map { range in
+      var sums = SpectralSums()
+      for p in range { sums.add(curvature: curvature[p], eigenvalue: values[p]) }
+      return sums
+    }
   }
 
   func applyPower(_ e: Double, toRows x: Matrix) throws(BDLError) -> Matrix {

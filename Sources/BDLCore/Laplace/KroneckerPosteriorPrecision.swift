@@ -22,6 +22,20 @@ struct KroneckerPosteriorPrecision: PosteriorPrecision {
     let values: Matrix
     /// ∂d_ij/∂δ and ∂d_ij/∂h when d is the damped product (nil: the exact forms 1 and λ_ij).
     let dampedDerivatives: (prior: Matrix, scale: Matrix)?
+    /// Whether the prior entered through its eigenbasis projection (it varies inside the block).
+    let projected: Bool
+
+    /// Σ_ij (∂d_ij/∂δ)/d_ij: the block's ∂ log det P/∂δ for a prior constant on it
+    /// (= Σ_ij 1/d_ij = tr(P_block⁻¹) in the exact form).
+    var constantPriorSensitivity: Double {
+      var total = CompensatedSum()
+      if let (prior, _) = dampedDerivatives {
+        for i in prior.elements.indices { total.add(prior.elements[i] / values.elements[i]) }
+      } else {
+        for value in values.elements { total.add(1 / value) }
+      }
+      return total.value
+    }
   }
 
   let blocks: [Block]
@@ -60,7 +74,9 @@ struct KroneckerPosteriorPrecision: PosteriorPrecision {
       if let bad = values.elements.firstIndex(where: { !($0 > 0 && $0.isFinite) }) {
         throw singularPosterior("eigenvalue \(bad) of the block at parameters \(block.parameters) is \(values.elements[bad])")
       }
-      blocks.append(Block(parameters: block.parameters, layerIndex: block.layerIndex, isBias: block.isBias, factors: factors, curvature: λ, values: values, dampedDerivatives: derivatives))
+      blocks.append(Block(
+        parameters: block.parameters, layerIndex: block.layerIndex, isBias: block.isBias, factors: factors,
+        curvature: λ, values: values, dampedDerivatives: derivatives, projected: !constant && derivatives == nil))
     }
     guard covered == kfac.parameterCount, covered == δ.count else {
       throw .unsupported("the Kronecker posterior needs K-FAC blocks covering every parameter; \(covered) of \(δ.count) are covered")
@@ -96,14 +112,51 @@ struct KroneckerPosteriorPrecision: PosteriorPrecision {
     }
   }
 
+  /// Per block Σ_ij 1/d_ij (no gemm) when every range is a union of whole blocks with a constant
+  /// prior; otherwise the parameter-wise values summed.
+  func priorSensitivity(summedOver ranges: [Range<Int>]) throws(BDLError) -> [Double] {
+    var sums: [Double] = []
+    var next = 0
+    for range in ranges {
+      var total = 0.0
+      while next < blocks.count, blocks[next].parameters.upperBound <= range.upperBound, blocks[next].parameters.lowerBound >= range.lowerBound, !blocks[next].projected {
+        total += blocks[next].constantPriorSensitivity
+        next += 1
+      }
+      guard next > 0, blocks[next - 1].parameters.upperBound == range.upperBound else {
+        let values = try priorSensitivity()
+        return ranges.map { values[$0].reduce(0, +) }
+      }
+      sums.append(total)
+    }
+    return sums
+  }
+
+  /// Per range, over the whole blocks it holds (nil unless every range is a union of exact,
+  /// unprojected blocks).
+  func spectralSums(over ranges: [Range<Int>]) -> [SpectralSums]? {
+    var result: [SpectralSums] = []
+    var next = 0
+    for range in ranges {
+      var sums = SpectralSums()
+      while next < blocks.count, blocks[next].parameters.lowerBound >= range.lowerBound, blocks[next].parameters.upperBound <= range.upperBound {
+        let block = blocks[next]
+        guard !block.projected, block.dampedDerivatives == nil else { return nil }
+        for i in block.values.elements.indices { sums.add(curvature: block.curvature.elements[i], eigenvalue: block.values.elements[i]) }
+        next += 1
+      }
+      guard next > 0, blocks[next - 1].parameters.upperBound == range.upperBound else { return nil }
+      result.append(sums)
+    }
+    return result
+  }
+
   func priorSensitivity() throws(BDLError) -> [Double] {
     var result = [Double](repeating: 0, count: parameterCount)
     for block in blocks {
-      if let (prior, _) = block.dampedDerivatives {
+      if block.dampedDerivatives != nil {
         // One δ per block: only the block's total is defined; spread it evenly.
-        var total = 0.0
-        for i in prior.elements.indices { total += prior.elements[i] / block.values.elements[i] }
-        let share = total / Double(block.parameters.count)
+        let share = block.constantPriorSensitivity / Double(block.parameters.count)
         for p in block.parameters { result[p] = share }
       } else {
         var inverse = block.values
@@ -115,12 +168,12 @@ struct KroneckerPosteriorPrecision: PosteriorPrecision {
   }
 
   func scaleSensitivity() throws(BDLError) -> Double {
-    var total = 0.0
+    var total = CompensatedSum()
     for block in blocks {
       let derivative = block.dampedDerivatives?.scale ?? block.curvature
-      for i in derivative.elements.indices { total += derivative.elements[i] / block.values.elements[i] }
+      for i in derivative.elements.indices { total.add(derivative.elements[i] / block.values.elements[i]) }
     }
-    return total
+    return total.value
   }
 
   /// Each block in its eigenbasis with 1/d — when every block matches a linear map of `head` at

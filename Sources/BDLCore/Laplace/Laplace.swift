@@ -187,9 +187,9 @@ public struct Laplace: Sendable {
   }
 
   func logMarginalLikelihood(_ e: Evaluation) -> Double {
-    var logDetPrior = 0.0, quadratic = 0.0
+    let logDetPrior = e.prior.withUnsafeBufferPointer { sumOfLogarithms($0).sum }
+    var quadratic = 0.0
     for p in e.prior.indices {
-      logDetPrior += log(e.prior[p])
       let r = mean[p] - e.priorMean[p]
       quadratic += e.prior[p] * r * r
     }
@@ -215,19 +215,30 @@ public struct Laplace: Sendable {
   }
 
   func gradient(_ e: Evaluation) throws(BDLError) -> EvidenceGradient {
-    let sensitivity = try e.precision.priorSensitivity()
-    var perParameter = [Double](repeating: 0, count: parameterCount)
-    for p in perParameter.indices {
-      let δ = e.prior[p], r = mean[p] - e.priorMean[p]
-      perParameter[p] = 0.5 * (1 - δ * sensitivity[p] - δ * r * r)
-    }
     let structure = try groups.structure(ofPriorCount: e.hyperparameters.priorPrecision.count)
+    var logPrior: [Double]
+    if structure == .diagonal {
+      let sensitivity = try e.precision.priorSensitivity()
+      logPrior = (0..<parameterCount).map { p in
+        let δ = e.prior[p], r = mean[p] - e.priorMean[p]
+        return 0.5 * (1 - δ * sensitivity[p] - δ * r * r)
+      }
+    } else {
+      // δ_k is shared by a group: ½(n_k − δ_k Σ_{p∈k} s_p − δ_k Σ_{p∈k} r_p²).
+      let ranges = structure == .scalar ? [0..<parameterCount] : groups.ranges
+      let sums = try e.precision.priorSensitivity(summedOver: ranges)
+      logPrior = zip(ranges, sums).enumerated().map { k, pair in
+        let δ = e.hyperparameters.priorPrecision[k]
+        let squares = CompensatedSum.of(pair.0.lazy.map { (mean[$0] - e.priorMean[$0]) * (mean[$0] - e.priorMean[$0]) })
+        return 0.5 * (Double(pair.0.count) - δ * pair.1 - δ * squares)
+      }
+    }
     var logSigma = 0.0
     if likelihood == .regression {
       logSigma = 2 * e.scale * loss - Double(dataCount * outputCount) + e.scale * (try e.precision.scaleSensitivity())
     }
     return EvidenceGradient(
-      logMarginalLikelihood: logMarginalLikelihood(e), logPriorPrecision: groups.reduce(perParameter, to: structure),
+      logMarginalLikelihood: logMarginalLikelihood(e), logPriorPrecision: logPrior,
       logSigma: logSigma)
   }
 }

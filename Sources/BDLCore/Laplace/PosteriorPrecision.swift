@@ -16,10 +16,38 @@ protocol PosteriorPrecision: Sendable {
   func applyPower(_ e: Double, toRows x: Matrix) throws(BDLError) -> Matrix
   func covarianceFactor(rows z: Matrix) throws(BDLError) -> Matrix
   func varianceBlocks(head: Sequential) -> [VarianceBlock]?
+  /// Σ_{p∈range} ∂ log det P/∂δ_p for each range: all a scalar or per-tensor prior's gradient
+  /// needs. The default sums `priorSensitivity()`; structures override it where the sums are
+  /// cheaper than the parameter-wise values.
+  func priorSensitivity(summedOver ranges: [Range<Int>]) throws(BDLError) -> [Double]
+  /// For P = h·G + P0 with eigenvalues d = h·λ + δ_k in a basis shared with the prior (δ_k
+  /// constant on each range): per range Σ 1/d, Σ 1/d² and Σ λ/d² — what the evidence's exact
+  /// Hessian in (log δ, log σ) needs. nil where P0 does not enter that way (full, damped or
+  /// projected forms).
+  func spectralSums(over ranges: [Range<Int>]) -> [SpectralSums]?
+}
+
+/// Σ 1/d, Σ 1/d², Σ λ/d² over a group of P's eigenvalues d = h·λ + δ.
+struct SpectralSums {
+  var inverse = CompensatedSum()
+  var inverseSquare = CompensatedSum()
+  var curvatureOverSquare = CompensatedSum()
+
+  mutating func add(curvature λ: Double, eigenvalue d: Double) {
+    inverse.add(1 / d)
+    inverseSquare.add(1 / (d * d))
+    curvatureOverSquare.add(λ / (d * d))
+  }
 }
 
 extension PosteriorPrecision {
   func varianceBlocks(head: Sequential) -> [VarianceBlock]? { nil }
+  func spectralSums(over ranges: [Range<Int>]) -> [SpectralSums]? { nil }
+
+  func priorSensitivity(summedOver ranges: [Range<Int>]) throws(BDLError) -> [Double] {
+    let values = try priorSensitivity()
+    return ranges.map { CompensatedSum.of(values[$0]) }
+  }
 }
 
 extension Sequential {
