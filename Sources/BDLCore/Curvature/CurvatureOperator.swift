@@ -22,13 +22,18 @@ extension CurvatureOperator {
   }
 }
 
+/// Called by a curvature fit with each batch's network outputs (N_b, C) and targets.
+public typealias BatchOutputsObserver = (Tensor, Targets) throws(BDLError) -> Void
+
 /// Batch by batch over (inputs, targets): a forward pass, the Fisher source's output vectors and
 /// their backward — the per-layer statistics (a, g) every curvature is built from. Monte-Carlo
 /// batches draw from one seeded sequence of streams. `progress(done, total)` follows each batch
-/// (examples done so far, N).
+/// (examples done so far, N); `outputs` sees each batch's network outputs and targets (e.g. to
+/// sum the loss in the same pass).
 func forEachStatisticsBatch(
   model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
   fisher: FisherSource, batchSize: Int, progress: ((Int, Int) -> Void)? = nil,
+  outputs: BatchOutputsObserver? = nil,
   _ body: ([Sequential.LayerStatistics]) throws(BDLError) -> Void
 ) throws(BDLError) {
   try model.validateInput(x)
@@ -47,7 +52,9 @@ func forEachStatisticsBatch(
       source = .monteCarlo(samples: samples, seed: seed)
       seed = seed &+ 0x9E37_79B9_7F4A_7C15  // the next batch's stream
     }
-    let v = try source.outputVectors(pass.output, targets.subset(indices), likelihood: likelihood)
+    let batchTargets = targets.subset(indices)
+    try outputs?(pass.output, batchTargets)
+    let v = try source.outputVectors(pass.output, batchTargets, likelihood: likelihood)
     try body(model.backward(pass, vectors: v))
     progress?(indices.upperBound, x.count)
   }
@@ -58,9 +65,9 @@ func forEachStatisticsBatch(
 func forEachGradientBatch(
   model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
   fisher: FisherSource, batchSize: Int, progress: ((Int, Int) -> Void)? = nil,
-  _ body: (Matrix) throws(BDLError) -> Void
+  outputs: BatchOutputsObserver? = nil, _ body: (Matrix) throws(BDLError) -> Void
 ) throws(BDLError) {
-  try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress) { statistics throws(BDLError) in
+  try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress, outputs: outputs) { statistics throws(BDLError) in
     try body(model.perExampleGradients(statistics))
   }
 }

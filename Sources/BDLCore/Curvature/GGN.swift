@@ -13,11 +13,12 @@ public struct DenseGGN: CurvatureOperator {
 
   public static func fit(
     model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
-    fisher: FisherSource = .exact, batchSize: Int = 256, progress: ((Int, Int) -> Void)? = nil
+    fisher: FisherSource = .exact, batchSize: Int = 256, progress: ((Int, Int) -> Void)? = nil,
+    outputs: BatchOutputsObserver? = nil
   ) throws(BDLError) -> DenseGGN {
     try Validation.requireAllocatable(try Validation.product(model.parameterCount, model.parameterCount, "P²"), "the dense GGN")
     var g = Matrix(rows: model.parameterCount, columns: model.parameterCount)
-    try forEachGradientBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress) { rows throws(BDLError) in
+    try forEachGradientBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress, outputs: outputs) { rows throws(BDLError) in
       try g.addGram(of: rows.elements, rows: rows.rows, columns: rows.columns)
     }
     return try DenseGGN(matrix: g)
@@ -78,10 +79,11 @@ public struct DiagonalGGN: CurvatureOperator {
 
   public static func fit(
     model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
-    fisher: FisherSource = .exact, batchSize: Int = 256, progress: ((Int, Int) -> Void)? = nil
+    fisher: FisherSource = .exact, batchSize: Int = 256, progress: ((Int, Int) -> Void)? = nil,
+    outputs: BatchOutputsObserver? = nil
   ) throws(BDLError) -> DiagonalGGN {
     var d = [Double](repeating: 0, count: model.parameterCount)
-    try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress) { statistics throws(BDLError) in
+    try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress, outputs: outputs) { statistics throws(BDLError) in
       for s in statistics {
         let offset = model.parameterOffsets[s.layerIndex]
         let weight = try s.rotatedGradientSquares(in: nil, bias: false)

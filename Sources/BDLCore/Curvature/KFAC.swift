@@ -51,7 +51,7 @@ public struct KFAC: Sendable {
   public static func fit(
     model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
     fisher: FisherSource = .exact, approximation: KFACApproximation = .expand, batchSize: Int = 256,
-    progress: ((Int, Int) -> Void)? = nil
+    progress: ((Int, Int) -> Void)? = nil, outputs: BatchOutputsObserver? = nil
   ) throws(BDLError) -> KFAC {
     let linearLayers = model.layers.indices.filter { model.layers[$0] is any LinearMapLayer }
     var accumulators: [KFACLayerAccumulator] = []
@@ -61,7 +61,7 @@ public struct KFAC: Sendable {
         inputDimension: layer.inputDimension, outputDimension: layer.outputDimension,
         hasBias: layer.hasBias, approximation: approximation))
     }
-    try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress) { statistics throws(BDLError) in
+    try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress, outputs: outputs) { statistics throws(BDLError) in
       for (i, s) in statistics.enumerated() {
         try accumulators[i].add(inputs: s.inputs, outputGradients: s.outputGradients)
       }

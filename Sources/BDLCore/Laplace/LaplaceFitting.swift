@@ -15,7 +15,7 @@ extension Laplace {
   }
 
   /// Fits the posterior of `model` at its current parameters θ* on (inputs, targets): one pass for
-  /// the loss L and the curvature (one more for EK-FAC). `progress(done, total)` reports examples.
+  /// the loss L and the curvature together. `progress(done, total)` reports examples.
   /// For `subset = .lastLayer` the network is split before its last linear-map layer: the
   /// features φ(x) are computed once, and the head (that layer and any parameter-free layers
   /// after it) is treated as a network of its own on φ — so the curvature of the last layer is
@@ -29,25 +29,23 @@ extension Laplace {
     let network = try SubsetNetwork(model: model, subset: options.subset)
     let features = try network.features(x, batchSize: options.batchSize)
     let head = network.head
-    let loss: Double
-    switch likelihood {
-    case .classification:
-      loss = try CategoricalLikelihood().negativeLogLikelihood(try head.forward(features), targets)
-    case .regression:
-      let f = try head.forward(features)
-      try GaussianLikelihood().validate(targets, outputs: f)
-      guard case .values(let y) = targets else { throw .invalidArgument("regression needs real-valued targets") }
-      loss = 0.5 * zip(f.elements, y.elements).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
-    }
+    // L, summed in the curvature's own pass: Σ cross-entropy, or ½Σ‖y − f‖² (σ = 1).
+    var loss = CompensatedSum()
     let curvature: Curvature
     switch likelihood {
     case .classification:
-      curvature = try fitCurvature(head, features, targets, CategoricalLikelihood(), options, progress)
+      let categorical = CategoricalLikelihood()
+      curvature = try fitCurvature(head, features, targets, categorical, options, progress) { (f, y) throws(BDLError) in
+        loss.add(try categorical.negativeLogLikelihood(f, y))
+      }
     case .regression:
-      curvature = try fitCurvature(head, features, targets, GaussianLikelihood(), options, progress)
+      curvature = try fitCurvature(head, features, targets, GaussianLikelihood(), options, progress) { (f, y) throws(BDLError) in
+        guard case .values(let t) = y else { throw .invalidArgument("regression needs real-valued targets") }
+        for i in f.elements.indices { loss.add(0.5 * (f.elements[i] - t.elements[i]) * (f.elements[i] - t.elements[i])) }
+      }
     }
     return try Laplace(
-      curvature: curvature, mean: head.parameters, tensorSizes: head.tensorSizes, loss: loss,
+      curvature: curvature, mean: head.parameters, tensorSizes: head.tensorSizes, loss: loss.value,
       dataCount: x.count, outputCount: model.outputCount, likelihood: likelihood,
       hyperparameters: hyperparameters, dampedKronecker: options.dampedKronecker, subset: options.subset,
       parameterRange: network.parameterRange, networkParameterCount: model.parameterCount)
@@ -55,15 +53,15 @@ extension Laplace {
 
   private static func fitCurvature(
     _ model: Sequential, _ x: Tensor, _ targets: Targets, _ likelihood: some Likelihood,
-    _ options: FitOptions, _ progress: ((Int, Int) -> Void)?
+    _ options: FitOptions, _ progress: ((Int, Int) -> Void)?, outputs: BatchOutputsObserver?
   ) throws(BDLError) -> Curvature {
     switch options.structure {
     case .full:
-      return .full(try DenseGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: options.fisher, batchSize: options.batchSize, progress: progress).matrix)
+      return .full(try DenseGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: options.fisher, batchSize: options.batchSize, progress: progress, outputs: outputs).matrix)
     case .diagonal:
-      return .diagonal(try DiagonalGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: options.fisher, batchSize: options.batchSize, progress: progress).values)
+      return .diagonal(try DiagonalGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: options.fisher, batchSize: options.batchSize, progress: progress, outputs: outputs).values)
     case .kron:
-      return .kron(try KFAC.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: options.fisher, approximation: options.approximation, batchSize: options.batchSize, progress: progress))
+      return .kron(try KFAC.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: options.fisher, approximation: options.approximation, batchSize: options.batchSize, progress: progress, outputs: outputs))
     }
   }
 
