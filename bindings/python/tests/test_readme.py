@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 
 SOURCES = {
-    "c": ROOT / "bindings/c/examples/kron_quickstart.c",
+    "c": ROOT / "bindings/c/examples/laplace_quickstart.c",
     "python": ROOT / "bindings/python/examples/quickstart.py",
     "swift": ROOT / "bindings/swift/quickstart/Sources/Quickstart/main.swift",
 }
