@@ -20,17 +20,33 @@ struct VarianceBlock {
   let inverseEigenvalues: Matrix
 }
 
+/// The C unit vectors per example, (N, C, C): backpropagated, they give the rows of J.
+func unitOutputVectors(count n: Int, outputs c: Int) -> Tensor {
+  var units = Tensor(shape: [n, c, c])
+  for example in 0..<n {
+    for i in 0..<c { units.elements[(example * c + i) * c + i] = 1 }
+  }
+  return units
+}
+
 extension Laplace {
   /// Σ_f for a batch through the blocks (see `VarianceBlock`); adds into `variance` at `start`.
   static func addBlockwiseVariance(
     head: Sequential, inputs x: Tensor, blocks: [VarianceBlock], into variance: inout Tensor, at start: Int
   ) throws(BDLError) {
-    let n = x.count, c = head.outputCount
-    var units = Tensor(shape: [n, c, c])
-    for example in 0..<n {
-      for i in 0..<c { units.elements[(example * c + i) * c + i] = 1 }
-    }
-    let statistics = try head.backward(try head.forwardPass(x), vectors: units)
+    try addBlockwiseQuadraticForms(
+      head: head, inputs: x, vectors: unitOutputVectors(count: x.count, outputs: head.outputCount), blocks: blocks,
+      into: &variance, at: start)
+  }
+
+  /// The same for any K output vectors V (N, K, C) per example: adds (J_nᵀv_{n,k})ᵀ P⁻¹ (J_nᵀv_{n,k'})
+  /// into `forms` (·, K, K) at row `start` — with the C unit vectors this is Σ_f; with one
+  /// loss gradient per example, its self-influence.
+  static func addBlockwiseQuadraticForms(
+    head: Sequential, inputs x: Tensor, vectors: Tensor, blocks: [VarianceBlock], into variance: inout Tensor, at start: Int
+  ) throws(BDLError) {
+    let n = x.count, c = vectors.shape[1]
+    let statistics = try head.backward(try head.forwardPass(x), vectors: vectors)
     for block in blocks {
       guard let s = statistics.first(where: { $0.layerIndex == block.layerIndex }) else {
         throw .internal("no statistics for layer \(block.layerIndex)")

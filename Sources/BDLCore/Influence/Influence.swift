@@ -1,0 +1,231 @@
+/// Influence of training examples on a query (Koh & Liang 2017, with a curvature of choice):
+///
+///   τ(z_q, z_j) = ∇_θ m(θ*; z_q)ᵀ (G + λI)⁻¹ ∇_θ ℓ(θ*; z_j),
+///
+/// G the curvature as a SUM over the N training examples (DESIGN.md §4), λ ≥ 0 the damping.
+/// Sign: for the summed objective Σ_j ℓ_j + ½θᵀP0θ (Hessian G + P0 ≈ G + λI), removing the set
+/// S changes m to first order by +Σ_{j∈S} τ(z_q, z_j). A positive score means the example pushed
+/// m down — for a loss measurement, it helped the query.
+///
+/// Scores never store per-example training gradients beyond one batch: the few queries are
+/// preconditioned once (Q̃_q = (G + λI)⁻¹∇m_q, exactly, through the same factorisations as a
+/// Laplace posterior with h = 1 and prior precision λ), then each training batch's per-example
+/// gradients meet all queries in one gemm.
+public struct Influence: Sendable {
+  /// The curvature G.
+  public enum Curvature: Int, Sendable, CaseIterable {
+    /// The dense GGN (small models).
+    case ggn = 0
+    /// The exact GGN diagonal.
+    case diagonal = 1
+    /// K-FAC, inverted exactly through its eigendecompositions: 1/(β_i α_j + λ).
+    case kfac = 2
+    /// EK-FAC: K-FAC's eigenbases with refit eigenvalues Λ_ij: 1/(Λ_ij + λ).
+    case ekfac = 3
+    /// G + λI replaced by I: plain gradient dot products (TracIn-style), damping unused.
+    case identity = 4
+  }
+
+  /// How λ is chosen.
+  public enum Damping: Sendable, Equatable {
+    /// λ for every parameter.
+    case absolute(Double)
+    /// λ = r × the mean eigenvalue of G on each parameter tensor (tr(G_t)/n_t: for K-FAC the
+    /// mean of β_i α_j, for EK-FAC of Λ_ij) — scale-free, as kronfluence's heuristic damping.
+    case relative(Double)
+  }
+
+  public let curvature: Curvature
+  public let likelihood: LaplaceLikelihood
+  /// λ per parameter.
+  public let damping: [Double]
+  /// (G + λI) factored; nil for `identity`.
+  let precision: (any PosteriorPrecision)?
+  /// The training set (kept: scores and self-influence run over it).
+  public let trainInputs: Tensor
+  public let trainTargets: Targets
+  /// The network's parameter count at fit (a changed network is refused).
+  public let parameterCount: Int
+  /// Examples per forward/backward pass.
+  public let batchSize: Int
+
+  /// Fits G on the training set at the model's parameters θ*.
+  /// - Throws: `.invalidArgument` for λ < 0 or non-finite, bad options; `.notPositiveDefinite`
+  ///   when λ = 0 leaves G + λI singular; shape and label errors as the engine's.
+  public static func fit(
+    model: Sequential, inputs x: Tensor, targets: Targets, likelihood: LaplaceLikelihood, curvature: Curvature = .ekfac,
+    fisher: FisherSource = .exact, approximation: KFACApproximation = .expand, damping: Damping = .relative(0.1),
+    batchSize: Int = 256, progress: ((Int, Int) -> Void)? = nil
+  ) throws(BDLError) -> Influence {
+    try model.validateInput(x)
+    guard targets.count == x.count else { throw .shapeMismatch("\(targets.count) targets for \(x.count) examples") }
+    guard batchSize >= 1 else { throw .invalidArgument("batch_size = \(batchSize); it must be ≥ 1") }
+    let factor: Double
+    switch damping {
+    case .absolute(let λ), .relative(let λ):
+      guard λ.isFinite, λ >= 0 else { throw λ.isFinite ? .invalidArgument("damping = \(λ); it must be ≥ 0") : .nonFiniteInput("damping = \(λ)") }
+      factor = λ
+    }
+    let tensors = ParameterGroups(ranges: model.tensorRanges)
+    let fitted: Laplace.Curvature?
+    switch (curvature, likelihood) {
+    case (.identity, _): fitted = nil
+    case (_, .classification): fitted = try fitCurvature(curvature, model, x, targets, CategoricalLikelihood(), fisher, approximation, batchSize, progress)
+    case (_, .regression): fitted = try fitCurvature(curvature, model, x, targets, GaussianLikelihood(), fisher, approximation, batchSize, progress)
+    }
+    var λ = [Double](repeating: factor, count: model.parameterCount)
+    if case .relative = damping, let fitted {
+      let diagonal: [Double]
+      switch fitted {
+      case .full(let g): diagonal = g.diagonalEntries
+      case .diagonal(let g): diagonal = g
+      case .kron(let k): diagonal = try k.diagonal(exponent: 1, scale: 1, damping: 0)
+      }
+      for range in tensors.ranges {
+        let mean = CompensatedSum.of(diagonal[range]) / Double(range.count)
+        for p in range { λ[p] = factor * mean }
+      }
+    }
+    var precision: (any PosteriorPrecision)? = nil
+    switch fitted {
+    case .full(let g): precision = try FullPosteriorPrecision(curvature: g, scale: 1, prior: λ)
+    case .diagonal(let g): precision = try DiagonalPosteriorPrecision(curvature: g, scale: 1, prior: λ)
+    case .kron(let k): precision = try KroneckerPosteriorPrecision(kfac: k, scale: 1, prior: λ, damped: false)
+    case nil: break
+    }
+    return Influence(
+      curvature: curvature, likelihood: likelihood, damping: λ, precision: precision, trainInputs: x, trainTargets: targets,
+      parameterCount: model.parameterCount, batchSize: batchSize)
+  }
+
+  private static func fitCurvature(
+    _ kind: Curvature, _ model: Sequential, _ x: Tensor, _ targets: Targets, _ likelihood: some Likelihood,
+    _ fisher: FisherSource, _ approximation: KFACApproximation, _ batchSize: Int, _ progress: ((Int, Int) -> Void)?
+  ) throws(BDLError) -> Laplace.Curvature {
+    switch kind {
+    case .ggn: return .full(try DenseGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress).matrix)
+    case .diagonal: return .diagonal(try DiagonalGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress).values)
+    case .kfac: return .kron(try KFAC.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, approximation: approximation, batchSize: batchSize, progress: progress))
+    case .ekfac: return .kron(try KFAC.fitEigenvalueCorrected(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, approximation: approximation, batchSize: batchSize))
+    case .identity: throw .internal("identity has no curvature to fit")
+    }
+  }
+
+  /// The training set size N.
+  public var trainCount: Int { trainInputs.count }
+
+  func requireModel(_ model: Sequential) throws(BDLError) {
+    guard model.parameterCount == parameterCount else {
+      throw .shapeMismatch("the network has \(model.parameterCount) parameters; the influence object was fitted to one with \(parameterCount)")
+    }
+  }
+
+  /// Rows ∇_θ⟨f(x_n), v_n⟩ (N × P) for one output vector per example, in one pass.
+  static func gradientRows(_ model: Sequential, _ x: Tensor, vectors: (Tensor) throws(BDLError) -> Tensor) throws(BDLError) -> Matrix {
+    let pass = try model.forwardPass(x)
+    return try model.perExampleGradients(model.backward(pass, vectors: try vectors(pass.output)))
+  }
+
+  /// ∇_θ m(θ*; z_q) for each query (N_q × P).
+  public func queryGradients(
+    model: Sequential, queries x: Tensor, targets: Targets?, measurement: InfluenceMeasurement = .loss
+  ) throws(BDLError) -> Matrix {
+    try requireModel(model)
+    try model.validateInput(x)
+    if let targets, targets.count != x.count { throw .shapeMismatch("\(targets.count) query targets for \(x.count) queries") }
+    return try Self.gradientRows(model, x) { (f) throws(BDLError) in try measurement.outputVectors(f, targets: targets, likelihood: likelihood) }
+  }
+
+  /// The training-loss gradient vectors ∂ℓ/∂f (N_b, 1, C) of a batch.
+  func lossVectors(_ f: Tensor, _ targets: Targets) throws(BDLError) -> Tensor {
+    try InfluenceMeasurement.loss.outputVectors(f, targets: targets, likelihood: likelihood)
+  }
+
+  /// Training examples per batch: per-example gradient rows of at most 2²⁴ doubles (128 MB).
+  func gradientBatch(_ p: Int) -> Int { max(1, min(batchSize, (1 << 24) / max(p, 1))) }
+
+  /// τ(z_q, z_j) for every query and training example (N_q × N).
+  public func scores(
+    model: Sequential, queries x: Tensor, targets: Targets?, measurement: InfluenceMeasurement = .loss,
+    progress: ((Int, Int) -> Void)? = nil
+  ) throws(BDLError) -> Matrix {
+    let queries = try queryGradients(model: model, queries: x, targets: targets, measurement: measurement)
+    let preconditioned = try precision?.applyPower(-1, toRows: queries) ?? queries
+    let n = trainCount, p = parameterCount, batch = gradientBatch(p)
+    try Validation.requireAllocatable(try Validation.product(x.count, n, "scores"), "scores")
+    var result = Matrix(rows: x.count, columns: n)
+    let size = trainInputs.exampleSize
+    for start in stride(from: 0, to: n, by: batch) {
+      let end = min(start + batch, n)
+      let xb = try Tensor(shape: [end - start] + model.inputShape, elements: Array(trainInputs.elements[(start * size)..<(end * size)]))
+      let rows = try Self.gradientRows(model, xb) { (f) throws(BDLError) in try lossVectors(f, trainTargets.subset(start..<end)) }
+      let block = try preconditioned.multiplied(by: rows, transposingOther: true)  // N_q × batch
+      for q in 0..<x.count {
+        result.elements.replaceSubrange((q * n + start)..<(q * n + end), with: block.elements[(q * (end - start))..<((q + 1) * (end - start))])
+      }
+      progress?(end, n)
+    }
+    return result
+  }
+
+  /// Self-influence τ(z_j, z_j) = ∇ℓ_jᵀ (G + λI)⁻¹ ∇ℓ_j for every training example: for the
+  /// diagonal and Kronecker curvatures from layer statistics in each block's eigenbasis (no
+  /// per-example gradient is formed), otherwise from per-example gradient rows in batches.
+  public func selfInfluence(model: Sequential, progress: ((Int, Int) -> Void)? = nil) throws(BDLError) -> [Double] {
+    try requireModel(model)
+    let n = trainCount, size = trainInputs.exampleSize
+    let blocks = precision?.varianceBlocks(head: model)
+    let batch = blocks == nil ? gradientBatch(parameterCount) : max(1, min(batchSize, (1 << 22) / max(1, model.activationCount)))
+    var result = [Double](repeating: 0, count: n)
+    for start in stride(from: 0, to: n, by: batch) {
+      let end = min(start + batch, n)
+      let xb = try Tensor(shape: [end - start] + model.inputShape, elements: Array(trainInputs.elements[(start * size)..<(end * size)]))
+      if let blocks {
+        let pass = try model.forwardPass(xb)
+        let vectors = try lossVectors(pass.output, trainTargets.subset(start..<end))
+        var forms = Tensor(shape: [end - start, 1, 1])
+        try Laplace.addBlockwiseQuadraticForms(head: model, inputs: xb, vectors: vectors, blocks: blocks, into: &forms, at: 0)
+        result.replaceSubrange(start..<end, with: forms.elements)
+      } else {
+        let rows = try Self.gradientRows(model, xb) { (f) throws(BDLError) in try lossVectors(f, trainTargets.subset(start..<end)) }
+        let solved = try precision?.applyPower(-1, toRows: rows) ?? rows
+        for j in 0..<rows.rows {
+          result[start + j] = try dot(Array(rows.elements[(j * rows.columns)..<((j + 1) * rows.columns)]), Array(solved.elements[(j * rows.columns)..<((j + 1) * rows.columns)]))
+        }
+      }
+      progress?(end, n)
+    }
+    return result
+  }
+
+  /// Per query (row of `scores`), the indices of the k largest scores (most helpful: removing
+  /// them raises the measurement most) and of the k smallest (most harmful), in order; ties go
+  /// to the lower index.
+  public static func topK(_ scores: Matrix, k: Int) throws(BDLError) -> (helpful: [[Int]], harmful: [[Int]]) {
+    guard k >= 1, k <= scores.columns else { throw .invalidArgument("k = \(k); it must be in 1...\(scores.columns) (the training set size)") }
+    try Validation.requireFinite(scores.elements, "scores")
+    var helpful: [[Int]] = [], harmful: [[Int]] = []
+    for q in 0..<scores.rows {
+      let row = Array(scores.elements[(q * scores.columns)..<((q + 1) * scores.columns)])
+      // Ties broken by the lower index, so results are deterministic.
+      let descending = row.indices.sorted { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }
+      let ascending = row.indices.sorted { row[$0] != row[$1] ? row[$0] < row[$1] : $0 < $1 }
+      helpful.append(Array(descending.prefix(k)))
+      harmful.append(Array(ascending.prefix(k)))
+    }
+    return (helpful, harmful)
+  }
+}
+
+extension Sequential {
+  /// The parameter tensors' ranges in θ (each linear map's weight, then its bias).
+  var tensorRanges: [Range<Int>] {
+    var ranges: [Range<Int>] = []
+    var start = 0
+    for size in tensorSizes {
+      ranges.append(start..<(start + size))
+      start += size
+    }
+    return ranges
+  }
+}
