@@ -974,6 +974,130 @@ BDL_API bdl_status bdl_metrics_reliability(const double *probs, int64_t n, int64
                                            int64_t *out_counts, double *out_confidence,
                                            double *out_accuracy);
 
+/* ---------------------------------------------------------------------------------------------
+ * Influence: which training examples moved a prediction
+ *
+ * For a query measurement m(θ; z_q) and a training example z_j,
+ *   τ(z_q, z_j) = ∇_θ m(θ*; z_q)ᵀ (G + λI)⁻¹ ∇_θ ℓ(θ*; z_j),
+ * G the curvature as a SUM over the N training examples (DESIGN conventions), λ ≥ 0 the damping.
+ * Sign: for the summed objective Σ_j ℓ_j + ½θᵀP0θ (Hessian G + P0 ≈ G + λI), removing a set S of
+ * training examples changes m to first order by +Σ_{j∈S} τ(z_q, z_j): a positive score means the
+ * example pushed m down (for a loss measurement: it helped the query). kronfluence averages G
+ * over N and appends the bias to the input; on a bias-free model its score at damping d equals
+ * N × τ at λ = N·d.
+ * ------------------------------------------------------------------------------------------- */
+
+/** Curvatures G. */
+enum {
+  BDL_INFLUENCE_GGN = 1,       /**< the dense GGN (small models) */
+  BDL_INFLUENCE_DIAG = 2,      /**< the exact GGN diagonal */
+  BDL_INFLUENCE_KFAC = 3,      /**< K-FAC, inverted exactly: 1/(β_i α_j + λ) */
+  BDL_INFLUENCE_EKFAC = 4,     /**< EK-FAC: K-FAC's eigenbases, refit eigenvalues: 1/(Λ_ij + λ) */
+  BDL_INFLUENCE_IDENTITY = 5   /**< G + λI replaced by I: gradient dot products (TracIn-style) */
+};
+
+/** Query measurements m. */
+enum {
+  BDL_MEASURE_LOSS = 1,        /**< the query's loss at its label (∂m/∂f = p − e_y, or f − y) */
+  BDL_MEASURE_LOG_PROB = 2,    /**< log p(y_q | x_q) = −loss (classification) */
+  BDL_MEASURE_MARGIN = 3,      /**< f_y − max_{c≠y} f_c (classification) */
+  BDL_MEASURE_COTANGENT = 4    /**< any function of the outputs, given by ∂m/∂f per query (n × C) */
+};
+
+/** Options of bdl_influence_fit; fill with bdl_influence_params_init. */
+typedef struct bdl_influence_params {
+  uint32_t struct_size;        /**< set by the init function */
+  int32_t likelihood;          /**< BDL_LIKELIHOOD_*; default classification */
+  int32_t curvature;           /**< BDL_INFLUENCE_*; default EK-FAC */
+  int32_t fisher;              /**< BDL_FISHER_*; default exact */
+  int32_t approximation;       /**< BDL_KFAC_*; default expand */
+  int32_t relative_damping;    /**< 1: λ = damping × the mean eigenvalue of G on each parameter
+                                    tensor (scale-free; the default); 0: λ = damping */
+  double damping;              /**< ≥ 0; default 0.1 (relative) */
+  int64_t mc_samples;          /**< labels per example for BDL_FISHER_MC; default 1 */
+  uint64_t seed;               /**< seeds the Monte-Carlo labels; default 0 */
+  int64_t batch_size;          /**< examples per pass; default 256 */
+} bdl_influence_params;
+
+/** Fills `params` with the defaults above. */
+BDL_API bdl_status bdl_influence_params_init(bdl_influence_params *params);
+
+typedef struct bdl_influence bdl_influence;
+
+/**
+ * Fits the curvature on the training set (X, y) at the model's current parameters and keeps a
+ * copy of the training set for scoring.
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (bad options, damping < 0, labels); BDL_NON_FINITE_INPUT;
+ *         BDL_SHAPE_MISMATCH; BDL_OUT_OF_MEMORY (the dense GGN of a large model).
+ */
+BDL_API bdl_status bdl_influence_fit(const bdl_model *model, const double *X, int64_t n,
+                                     const double *y, const bdl_influence_params *params,
+                                     bdl_pass_progress_fn progress, void *user_data,
+                                     bdl_influence **out_influence);
+
+/** Releases an influence object. NULL is accepted and ignored. */
+BDL_API void bdl_influence_free(bdl_influence *influence);
+
+/** Curvature (BDL_INFLUENCE_*), the training set size and the parameter count; any out may be NULL. */
+BDL_API bdl_status bdl_influence_info(const bdl_influence *influence, int32_t *out_curvature,
+                                      int64_t *out_n_train, int64_t *out_num_parameters);
+
+/**
+ * Pairwise scores τ(z_q, z_j) for n_queries queries (row q) and every training example (column
+ * j): out_scores holds n_queries·n_train doubles. `y_query` holds the queries' labels or targets
+ * (as for bdl_model_loss_gradient; NULL for BDL_MEASURE_COTANGENT); `cotangents` (n_queries·C)
+ * only for BDL_MEASURE_COTANGENT. The queries are preconditioned once; training gradients are
+ * formed batch by batch and never stored. `progress` follows the training batches (may be NULL).
+ * @return BDL_OK; BDL_SHAPE_MISMATCH (model of another size, capacity); BDL_INVALID_ARGUMENT;
+ *         BDL_NOT_POSITIVE_DEFINITE (λ = 0 with a singular curvature).
+ */
+BDL_API bdl_status bdl_influence_scores(const bdl_influence *influence, const bdl_model *model,
+                                        const double *X_query, int64_t n_queries,
+                                        const double *y_query, int32_t measurement,
+                                        const double *cotangents, bdl_pass_progress_fn progress,
+                                        void *user_data, double *out_scores, int64_t capacity);
+
+/** Self-influence τ(z_j, z_j) (loss measurement) of every training example (n_train doubles). */
+BDL_API bdl_status bdl_influence_self(const bdl_influence *influence, const bdl_model *model,
+                                      double *out_scores, int64_t capacity);
+
+/**
+ * Per row of `scores` (n_rows × n_cols), the column indices of the k largest scores (most helpful)
+ * and of the k smallest (most harmful), in order, ties to the lower index: n_rows·k int64 each;
+ * either out may be NULL.
+ */
+BDL_API bdl_status bdl_influence_top_k(const double *scores, int64_t n_rows, int64_t n_cols,
+                                       int64_t k, int64_t *out_helpful, int64_t *out_harmful);
+
+/**
+ * The linear datamodeling score: `subsets` random subsets of ⌊fraction·n⌋ training examples, a
+ * copy of `model` (its current parameters are the common initialisation) retrained on each with
+ * `train` (its likelihood is the task's; seed replaced by the subset's, drawn from `seed`), and
+ * per query the Spearman
+ * correlation between the measurement after retraining and the prediction Σ_{j∉S} τ(z_q, z_j).
+ * Defaults used by dattri: subsets = 100, fraction = 0.5. out_per_query (n_queries; NaN where
+ * undefined) and out_mean may be NULL.
+ */
+BDL_API bdl_status bdl_evaluation_lds(const bdl_model *model, const double *X, int64_t n,
+                                      const double *y, const double *X_query,
+                                      int64_t n_queries, const double *y_query,
+                                      int32_t measurement, const double *cotangents,
+                                      const double *scores, int64_t subsets, double fraction,
+                                      const bdl_train_params *train, uint64_t seed,
+                                      bdl_pass_progress_fn progress, void *user_data,
+                                      double *out_per_query, double *out_mean);
+
+/**
+ * Per query, the change of its measurement when its k most helpful training examples (by
+ * `scores`) are removed and `model` is retrained from its current parameters with `train`, and
+ * the same for k random examples (seeded) — relative to retraining on all examples.
+ * out_without_top_k and out_without_random have n_queries entries each.
+ */
+BDL_API bdl_status bdl_evaluation_retrain_without_top_k(
+    const bdl_model *model, const double *X, int64_t n, const double *y, const double *X_query, int64_t n_queries, const double *y_query, int32_t measurement,
+    const double *cotangents, const double *scores, int64_t k, const bdl_train_params *train,
+    uint64_t seed, double *out_without_top_k, double *out_without_random);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,7 @@ enum HandleKind: Sendable {
   case curvature
   case kfacAccumulator
   case laplace
+  case influence
 }
 
 /// Opaque handles: a retained Swift box whose address is the C pointer, recorded in a registry

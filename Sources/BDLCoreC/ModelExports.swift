@@ -306,7 +306,7 @@ public func bdl_train_params_init(_ params: UnsafeMutablePointer<bdl_train_param
 }
 
 /// `TrainingOptions` from the C parameters.
-private func trainingOptions(_ p: bdl_train_params) throws(BDLError) -> TrainingOptions {
+func trainingOptions(_ p: bdl_train_params) throws(BDLError) -> TrainingOptions {
   guard Int(p.struct_size) == MemoryLayout<bdl_train_params>.size else {
     throw .invalidArgument("params->struct_size = \(p.struct_size); initialise params with bdl_train_params_init")
   }

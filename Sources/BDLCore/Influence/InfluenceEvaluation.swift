@@ -16,12 +16,13 @@ public enum InfluenceEvaluation {
   }
 
   /// Retrains `model` (its current parameters are the common initialisation) on each subset
-  /// with `training` (its seed is replaced by the subset's) and compares with `scores`
+  /// with `training` (its seed is replaced by the subset's; regression with noise `sigma`) and
+  /// compares with `scores`
   /// (N_q × N). Defaults M = 100, α = ½ as dattri. `progress(done, M)` follows each retraining.
   public static func linearDatamodelingScore(
     model: Sequential, trainInputs x: Tensor, trainTargets y: Targets, likelihood: LaplaceLikelihood,
     queries: Tensor, queryTargets: Targets?, measurement: InfluenceMeasurement = .loss, scores: Matrix,
-    subsets: Int = 100, fraction: Double = 0.5, training: TrainingOptions, seed: UInt64 = 0,
+    subsets: Int = 100, fraction: Double = 0.5, training: TrainingOptions, sigma: Double = 1, seed: UInt64 = 0,
     progress: ((Int, Int) -> Void)? = nil
   ) throws(BDLError) -> LinearDatamodelingScore {
     let n = x.count
@@ -41,7 +42,7 @@ public enum InfluenceEvaluation {
       seeds.append(subsetSeed)
       var random = RandomSource(seed: subsetSeed)
       let kept = Array(random.permutation(n).prefix(size)).sorted()
-      let values = try retrainedValues(model, x, y, kept, likelihood, queries, queryTargets, measurement, training, seed: subsetSeed)
+      let values = try retrainedValues(model, x, y, kept, likelihood, sigma, queries, queryTargets, measurement, training, seed: subsetSeed)
       var inSubset = [Bool](repeating: false, count: n)
       for j in kept { inSubset[j] = true }
       for q in 0..<queries.count {
@@ -69,7 +70,7 @@ public enum InfluenceEvaluation {
   public static func retrainWithoutTopK(
     model: Sequential, trainInputs x: Tensor, trainTargets y: Targets, likelihood: LaplaceLikelihood,
     queries: Tensor, queryTargets: Targets?, measurement: InfluenceMeasurement = .loss, scores: Matrix, k: Int,
-    training: TrainingOptions, seed: UInt64 = 0, progress: ((Int, Int) -> Void)? = nil
+    training: TrainingOptions, sigma: Double = 1, seed: UInt64 = 0, progress: ((Int, Int) -> Void)? = nil
   ) throws(BDLError) -> RetrainingWithoutTopK {
     let n = x.count
     guard scores.rows == queries.count, scores.columns == n else {
@@ -77,16 +78,16 @@ public enum InfluenceEvaluation {
     }
     guard k >= 1, k < n else { throw .invalidArgument("k = \(k); it must be in 1..<\(n)") }
     let top = try Influence.topK(scores, k: k).helpful
-    let all = try retrainedValues(model, x, y, Array(0..<n), likelihood, queries, queryTargets, measurement, training, seed: training.seed)
+    let all = try retrainedValues(model, x, y, Array(0..<n), likelihood, sigma, queries, queryTargets, measurement, training, seed: training.seed)
     var random = RandomSource(seed: seed)
     var withoutTop: [Double] = [], withoutRandom: [Double] = []
     for q in 0..<queries.count {
       let removed = Set(top[q])
       let kept = (0..<n).filter { !removed.contains($0) }
-      withoutTop.append(try retrainedValues(model, x, y, kept, likelihood, queries, queryTargets, measurement, training, seed: training.seed)[q] - all[q])
+      withoutTop.append(try retrainedValues(model, x, y, kept, likelihood, sigma, queries, queryTargets, measurement, training, seed: training.seed)[q] - all[q])
       let dropped = Set(random.permutation(n).prefix(k))
       let keptRandom = (0..<n).filter { !dropped.contains($0) }
-      withoutRandom.append(try retrainedValues(model, x, y, keptRandom, likelihood, queries, queryTargets, measurement, training, seed: training.seed)[q] - all[q])
+      withoutRandom.append(try retrainedValues(model, x, y, keptRandom, likelihood, sigma, queries, queryTargets, measurement, training, seed: training.seed)[q] - all[q])
       progress?(q + 1, queries.count)
     }
     return RetrainingWithoutTopK(withoutTopK: withoutTop, withoutRandom: withoutRandom)
@@ -94,7 +95,7 @@ public enum InfluenceEvaluation {
 
   /// The measurement of every query after training a copy of `model` on the examples `kept`.
   static func retrainedValues(
-    _ model: Sequential, _ x: Tensor, _ y: Targets, _ kept: [Int], _ likelihood: LaplaceLikelihood, _ queries: Tensor,
+    _ model: Sequential, _ x: Tensor, _ y: Targets, _ kept: [Int], _ likelihood: LaplaceLikelihood, _ sigma: Double, _ queries: Tensor,
     _ queryTargets: Targets?, _ measurement: InfluenceMeasurement, _ training: TrainingOptions, seed: UInt64
   ) throws(BDLError) -> [Double] {
     let size = x.exampleSize
@@ -107,7 +108,7 @@ public enum InfluenceEvaluation {
     var retrained = model
     switch likelihood {
     case .classification: try retrained.train(inputs: xs, targets: y.subset(kept), likelihood: CategoricalLikelihood(), options: options)
-    case .regression: try retrained.train(inputs: xs, targets: y.subset(kept), likelihood: GaussianLikelihood(), options: options)
+    case .regression: try retrained.train(inputs: xs, targets: y.subset(kept), likelihood: GaussianLikelihood(sigma: sigma), options: options)
     }
     return try measurement.values(try retrained.forward(queries), targets: queryTargets, likelihood: likelihood)
   }
