@@ -17,17 +17,32 @@ public enum InfluenceEvaluation {
 
   /// Retrains `model` (its current parameters are the common initialisation) on each subset
   /// with `training` (its seed is replaced by the subset's; regression with noise `sigma`) and
-  /// compares with `scores`
-  /// (N_q × N). Defaults M = 100, α = ½ as dattri. `progress(done, M)` follows each retraining.
+  /// compares with `scores` (N_q × N). Defaults M = 100, α = ½ as dattri. `progress(done, M)`
+  /// follows each retraining.
   public static func linearDatamodelingScore(
     model: Sequential, trainInputs x: Tensor, trainTargets y: Targets, likelihood: LaplaceLikelihood,
     queries: Tensor, queryTargets: Targets?, measurement: InfluenceMeasurement = .loss, scores: Matrix,
     subsets: Int = 100, fraction: Double = 0.5, training: TrainingOptions, sigma: Double = 1, seed: UInt64 = 0,
     progress: ((Int, Int) -> Void)? = nil
   ) throws(BDLError) -> LinearDatamodelingScore {
+    try linearDatamodelingScores(
+      model: model, trainInputs: x, trainTargets: y, likelihood: likelihood, queries: queries, queryTargets: queryTargets,
+      measurement: measurement, scores: [scores], subsets: subsets, fraction: fraction, training: training, sigma: sigma,
+      seed: seed, progress: progress)[0]
+  }
+
+  /// The LDS of several score matrices (e.g. two curvatures) from one set of retrainings: the
+  /// retrained models do not depend on the scores, so comparing methods costs M trainings, not
+  /// M per method.
+  public static func linearDatamodelingScores(
+    model: Sequential, trainInputs x: Tensor, trainTargets y: Targets, likelihood: LaplaceLikelihood,
+    queries: Tensor, queryTargets: Targets?, measurement: InfluenceMeasurement = .loss, scores: [Matrix],
+    subsets: Int = 100, fraction: Double = 0.5, training: TrainingOptions, sigma: Double = 1, seed: UInt64 = 0,
+    progress: ((Int, Int) -> Void)? = nil
+  ) throws(BDLError) -> [LinearDatamodelingScore] {
     let n = x.count
-    guard scores.rows == queries.count, scores.columns == n else {
-      throw .shapeMismatch("scores are \(scores.rows) × \(scores.columns); expected \(queries.count) queries × \(n) training examples")
+    for s in scores where s.rows != queries.count || s.columns != n {
+      throw .shapeMismatch("scores are \(s.rows) × \(s.columns); expected \(queries.count) queries × \(n) training examples")
     }
     guard subsets >= 2 else { throw .invalidArgument("subsets = \(subsets); a rank correlation needs at least 2") }
     guard fraction > 0, fraction < 1 else { throw .invalidArgument("fraction = \(fraction); it must be in (0, 1)") }
@@ -36,7 +51,8 @@ public enum InfluenceEvaluation {
     try model.validateInput(queries)
     var seeds: [UInt64] = []
     var splitter = RandomSource(seed: seed)
-    var actual = Matrix(rows: queries.count, columns: subsets), predicted = Matrix(rows: queries.count, columns: subsets)
+    var actual = Matrix(rows: queries.count, columns: subsets)
+    var predicted = scores.map { _ in Matrix(rows: queries.count, columns: subsets) }
     for m in 0..<subsets {
       let subsetSeed = splitter.next()
       seeds.append(subsetSeed)
@@ -47,16 +63,20 @@ public enum InfluenceEvaluation {
       for j in kept { inSubset[j] = true }
       for q in 0..<queries.count {
         actual[q, m] = values[q]
-        predicted[q, m] = CompensatedSum.of((0..<n).lazy.filter { !inSubset[$0] }.map { scores[q, $0] })
+        for (method, s) in scores.enumerated() {
+          predicted[method][q, m] = CompensatedSum.of((0..<n).lazy.filter { !inSubset[$0] }.map { s[q, $0] })
+        }
       }
       progress?(m + 1, subsets)
     }
-    let perQuery = (0..<queries.count).map { q in
-      spearman(Array(actual.elements[(q * subsets)..<((q + 1) * subsets)]), Array(predicted.elements[(q * subsets)..<((q + 1) * subsets)]))
+    return predicted.map { prediction in
+      let perQuery = (0..<queries.count).map { q in
+        spearman(Array(actual.elements[(q * subsets)..<((q + 1) * subsets)]), Array(prediction.elements[(q * subsets)..<((q + 1) * subsets)]))
+      }
+      let defined = perQuery.filter { !$0.isNaN }
+      return LinearDatamodelingScore(
+        perQuery: perQuery, mean: defined.isEmpty ? .nan : defined.reduce(0, +) / Double(defined.count), subsetSeeds: seeds)
     }
-    let defined = perQuery.filter { !$0.isNaN }
-    return LinearDatamodelingScore(
-      perQuery: perQuery, mean: defined.isEmpty ? .nan : defined.reduce(0, +) / Double(defined.count), subsetSeeds: seeds)
   }
 
   /// Per query: the change of its measurement when its k most helpful training examples (largest
