@@ -47,6 +47,8 @@ struct CalibrationReport {
   var converged: Bool
   var testCount: Int
   var methods: [Method]
+  /// The influence section, if the demo measured one.
+  var influence: InfluenceReport? = nil
 
   // The reliability diagram's layout (SVG user units).
   static let plotLeft = 56.0, plotTop = 36.0, plotWidth = 480.0, plotHeight = 320.0
@@ -72,7 +74,7 @@ struct CalibrationReport {
       th:first-child, td:first-child { text-align: left; }
       .context { color: #555; }
       svg text { font-family: system-ui, sans-serif; }
-      </style>
+      \(influence == nil ? "" : InfluenceReport.css + "\n")</style>
       </head>
       <body>
       <h1>\(escapeHTML(title))</h1>
@@ -106,6 +108,7 @@ struct CalibrationReport {
     out += reliabilityDiagram()
     out += "\n"
     out += binTable()
+    if let influence { out += influence.html() }
     out += "</body>\n</html>\n"
     return out
   }

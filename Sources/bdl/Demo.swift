@@ -55,7 +55,10 @@ enum Demo {
     let evaluation = try data.evaluate(model)
     print("  trained in \(fmt(seconds)) s: test accuracy \(fmt(100 * evaluation.accuracy))%, test mean NLL \(fmt(evaluation.meanNegativeLogLikelihood))")
     try curvature(model, data)
-    try laplace(model, data, reportPath: reportPath)
+    var report = try laplace(model, data)
+    report.influence = try influence(model, data)
+    try writeAtomically(report.html(), to: reportPath)
+    print("\nreport: \(reportPath)")
   }
 
   /// 3. K-FAC of the trained network (exact type-2 Fisher, expand) and its factor spectra.

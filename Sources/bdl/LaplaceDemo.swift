@@ -6,8 +6,8 @@ extension Demo {
 
   /// 4. A K-FAC Laplace posterior of the trained network: the log evidence at the default prior
   /// and at the evidence-optimal prior (one δ per parameter tensor), then MAP against the
-  /// linearised probit predictive on the test split, also written as an HTML report.
-  static func laplace(_ model: Sequential, _ data: DigitsClassification, reportPath: String) throws(BDLError) {
+  /// linearised probit predictive on the test split, returned as the HTML report's data.
+  static func laplace(_ model: Sequential, _ data: DigitsClassification) throws(BDLError) -> CalibrationReport {
     print("\n4. Laplace posterior of the digits network")
     let options = Laplace.FitOptions()
     var clock = MonotonicClock()
@@ -55,7 +55,7 @@ extension Demo {
     }
     print("  (both predictives in \(fmt(predictSeconds)) s)")
 
-    let report = CalibrationReport(
+    return CalibrationReport(
       title: "bdlcore demo: Laplace posterior of the digits network",
       context: [
         "Data: UCI optical digits, \(data.trainLabels.count) training and \(data.testLabels.count) test images (8×8), 10 classes.",
@@ -66,8 +66,6 @@ extension Demo {
       optimizedLogEvidence: optimum.logMarginalLikelihood, priors: priors, iterations: optimum.iterations,
       gradientNorm: optimum.gradientNorm, converged: optimum.converged, testCount: data.testLabels.count,
       methods: methods)
-    try writeAtomically(report.html(), to: reportPath)
-    print("report: \(reportPath)")
   }
 
   /// The metrics of one predictive's probabilities.
@@ -107,7 +105,7 @@ extension Demo {
     }
   }
 
-  private static func describe(_ fisher: FisherSource) -> String {
+  static func describe(_ fisher: FisherSource) -> String {
     switch fisher {
     case .exact: "exact"
     case .monteCarlo(let samples, _): "Monte Carlo (\(samples) samples)"

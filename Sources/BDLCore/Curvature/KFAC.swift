@@ -77,11 +77,15 @@ public struct KFAC: Sendable {
   /// is never further than K-FAC; it is exact for one example.
   public static func fitEigenvalueCorrected(
     model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
-    fisher: FisherSource = .exact, approximation: KFACApproximation = .expand, batchSize: Int = 256
+    fisher: FisherSource = .exact, approximation: KFACApproximation = .expand, batchSize: Int = 256,
+    progress: ((Int, Int) -> Void)? = nil
   ) throws(BDLError) -> KFAC {
-    let kfac = try fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, approximation: approximation, batchSize: batchSize)
+    // Progress counts both passes: 0…N while fitting the factors, N…2N while refitting.
+    let first = progress.map { report in { (done: Int, total: Int) in report(done, 2 * total) } }
+    let second = progress.map { report in { (done: Int, total: Int) in report(total + done, 2 * total) } }
+    let kfac = try fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, approximation: approximation, batchSize: batchSize, progress: first)
     var corrected = kfac.blocks.map { Matrix(rows: $0.factors.outputOrder, columns: $0.factors.inputOrder) }
-    try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize) { statistics throws(BDLError) in
+    try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: second) { statistics throws(BDLError) in
       for (blockIndex, block) in kfac.blocks.enumerated() {
         guard let s = statistics.first(where: { $0.layerIndex == block.layerIndex }) else { continue }
         try corrected[blockIndex].add(s.rotatedGradientSquares(in: block.factors, bias: block.isBias))

@@ -106,7 +106,7 @@ public struct Influence: Sendable {
     case .ggn: return .full(try DenseGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress).matrix)
     case .diagonal: return .diagonal(try DiagonalGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress).values)
     case .kfac: return .kron(try KFAC.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, approximation: approximation, batchSize: batchSize, progress: progress))
-    case .ekfac: return .kron(try KFAC.fitEigenvalueCorrected(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, approximation: approximation, batchSize: batchSize))
+    case .ekfac: return .kron(try KFAC.fitEigenvalueCorrected(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, approximation: approximation, batchSize: batchSize, progress: progress))
     case .identity: throw .internal("identity has no curvature to fit")
     }
   }
