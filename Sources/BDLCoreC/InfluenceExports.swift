@@ -13,18 +13,6 @@ private func influenceHandle(_ handle: OpaquePointer?) throws(BDLError) -> Influ
   try Handles.value(handle, kind: .influence, as: InfluenceHandle.self, "influence").influence
 }
 
-private func model(_ handle: OpaquePointer?) throws(BDLError) -> Sequential {
-  try Handles.value(handle, kind: .model, as: ModelHandle.self, "model").model
-}
-
-private func laplaceLikelihood(_ value: Int32) throws(BDLError) -> LaplaceLikelihood {
-  switch Int(value) {
-  case BDL_LIKELIHOOD_CLASSIFICATION: return .classification
-  case BDL_LIKELIHOOD_REGRESSION: return .regression
-  default: throw .invalidArgument("likelihood = \(value) is not a BDL_LIKELIHOOD_* value")
-  }
-}
-
 /// The queries, their targets (or nil) and the measurement of a C call.
 private func queries(
   _ m: Sequential, _ X: UnsafePointer<Double>?, _ n: Int64, _ y: UnsafePointer<Double>?, likelihood: Int32,
@@ -73,7 +61,7 @@ public func bdl_influence_fit(
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let out = try Arguments.output(outInfluence, "out_influence")
-    let m = try model(modelHandle)
+    let m = try ModelArguments.model(modelHandle)
     var p = bdl_influence_params()
     if let params { p = params.pointee } else { _ = bdl_influence_params_init(&p) }
     guard Int(p.struct_size) == MemoryLayout<bdl_influence_params>.size else {
@@ -88,7 +76,7 @@ public func bdl_influence_fit(
     let x = try ModelArguments.batch(X, n, m)
     let (_, targets) = try ModelArguments.supervision(y, n: x.count, likelihood: p.likelihood, sigma: 1, model: m)
     let influence = try Influence.fit(
-      model: m, inputs: x, targets: targets, likelihood: try laplaceLikelihood(p.likelihood), curvature: curvature,
+      model: m, inputs: x, targets: targets, likelihood: try ModelArguments.likelihoodKind(p.likelihood), curvature: curvature,
       fisher: try Arguments.fisher(p.fisher, samples: p.mc_samples, seed: p.seed),
       approximation: try Arguments.approximation(p.approximation),
       damping: p.relative_damping == 1 ? .relative(p.damping) : .absolute(p.damping),
@@ -124,7 +112,7 @@ public func bdl_influence_scores(
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let i = try influenceHandle(influence)
-    let m = try model(modelHandle)
+    let m = try ModelArguments.model(modelHandle)
     let likelihood = Int32(i.likelihood == .classification ? BDL_LIKELIHOOD_CLASSIFICATION : BDL_LIKELIHOOD_REGRESSION)
     let (x, targets, kind) = try queries(m, XQuery, nQueries, yQuery, likelihood: likelihood, measurement: measurement, cotangents: cotangents)
     let out = try Arguments.output(outScores, capacity: capacity, needed: try Arguments.product([x.count, i.trainCount], "n_queries·n_train"), "out_scores")
@@ -138,7 +126,7 @@ public func bdl_influence_self(
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let i = try influenceHandle(influence)
-    let m = try model(modelHandle)
+    let m = try ModelArguments.model(modelHandle)
     let out = try Arguments.output(outScores, capacity: capacity, needed: i.trainCount, "out_scores")
     out.write(try i.selfInfluence(model: m))
   }
@@ -177,11 +165,11 @@ private struct EvaluationArguments {
     _ XQuery: UnsafePointer<Double>?, _ nQueries: Int64, _ yQuery: UnsafePointer<Double>?, _ measurement: Int32,
     _ cotangents: UnsafePointer<Double>?, _ scores: UnsafePointer<Double>?, _ train: UnsafePointer<bdl_train_params>?
   ) throws(BDLError) {
-    model = try BDLCoreC.model(modelHandle)
+    model = try ModelArguments.model(modelHandle)
     var p = bdl_train_params()
     if let train { p = train.pointee } else { _ = bdl_train_params_init(&p) }
     options = try trainingOptions(p)
-    likelihood = try laplaceLikelihood(p.likelihood)
+    likelihood = try ModelArguments.likelihoodKind(p.likelihood)
     sigma = p.sigma
     x = try ModelArguments.batch(X, n, model)
     self.y = try ModelArguments.supervision(y, n: x.count, likelihood: p.likelihood, sigma: p.sigma, model: model).1

@@ -14,10 +14,6 @@ private func laplaceHandle(_ handle: OpaquePointer?) throws(BDLError) -> Laplace
   try Handles.value(handle, kind: .laplace, as: LaplaceHandle.self, "laplace")
 }
 
-private func model(_ handle: OpaquePointer?) throws(BDLError) -> Sequential {
-  try Handles.value(handle, kind: .model, as: ModelHandle.self, "model").model
-}
-
 /// The checked params (NULL: the defaults).
 private func laplaceParams(_ params: UnsafePointer<bdl_laplace_params>?) throws(BDLError) -> bdl_laplace_params {
   var p = bdl_laplace_params()
@@ -39,14 +35,6 @@ private func hyperparameters(_ p: bdl_laplace_params) throws(BDLError) -> Laplac
     priorPrecision: try optionalArray(p.prior_precision, p.prior_precision_count, "params->prior_precision") ?? [1],
     priorMean: try optionalArray(p.prior_mean, p.prior_mean_count, "params->prior_mean") ?? [0],
     sigma: p.sigma_noise, temperature: p.temperature)
-}
-
-private func likelihood(_ value: Int32) throws(BDLError) -> LaplaceLikelihood {
-  switch Int(value) {
-  case BDL_LIKELIHOOD_CLASSIFICATION: return .classification
-  case BDL_LIKELIHOOD_REGRESSION: return .regression
-  default: throw .invalidArgument("likelihood = \(value) is not a BDL_LIKELIHOOD_* value")
-  }
 }
 
 /// The caller's hyperparameters for an evaluation: the current ones with the given prior and σ.
@@ -80,7 +68,7 @@ public func bdl_laplace_fit(
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let out = try Arguments.output(outLaplace, "out_laplace")
-    let m = try model(modelHandle)
+    let m = try ModelArguments.model(modelHandle)
     let p = try laplaceParams(params)
     var options = Laplace.FitOptions()
     switch Int(p.structure) {
@@ -99,7 +87,7 @@ public func bdl_laplace_fit(
     options.approximation = try Arguments.approximation(p.approximation)
     options.batchSize = try Arguments.size(p.batch_size, "params->batch_size")
     options.dampedKronecker = p.damped == 1
-    let kind = try likelihood(p.likelihood)
+    let kind = try ModelArguments.likelihoodKind(p.likelihood)
     let x = try ModelArguments.batch(X, n, m)
     let (_, targets) = try ModelArguments.supervision(y, n: x.count, likelihood: p.likelihood, sigma: 1, model: m)
     let report: ((Int, Int) -> Void)? = progress.map { callback in { done, total in callback(Int64(done), Int64(total), userData) } }
@@ -140,7 +128,7 @@ public func bdl_laplace_from_curvature(
     guard p.damped == 0 || p.damped == 1 else { throw .invalidArgument("params->damped = \(p.damped); it must be 0 or 1") }
     let laplace = try Laplace(
       curvature: g, mean: mean, tensorSizes: sizes, loss: loss, dataCount: try Arguments.size(nData, "n_data"),
-      outputCount: try Arguments.size(nOutputs, "n_outputs"), likelihood: try likelihood(p.likelihood),
+      outputCount: try Arguments.size(nOutputs, "n_outputs"), likelihood: try ModelArguments.likelihoodKind(p.likelihood),
       hyperparameters: try hyperparameters(p), dampedKronecker: p.damped == 1)
     out.pointee = Handles.make(LaplaceHandle(laplace), kind: .laplace)
   }
@@ -263,7 +251,7 @@ public func bdl_laplace_functional_variance(
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let la = try laplaceHandle(laplace).laplace
-    let m = try model(modelHandle)
+    let m = try ModelArguments.model(modelHandle)
     let x = try ModelArguments.batch(X, n, m)
     let (mean, variance) = try la.functionalVariance(model: m, inputs: x)
     try writeOptional(mean.elements, outMean, meanCapacity, "out_mean", variance.elements, outVariance, varianceCapacity, "out_variance")
@@ -292,7 +280,7 @@ public func bdl_laplace_predict(
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let la = try laplaceHandle(laplace).laplace
-    let m = try model(modelHandle)
+    let m = try ModelArguments.model(modelHandle)
     let predictive: PredictiveLink
     switch Int(link) {
     case BDL_LINK_PROBIT: predictive = .probit
@@ -314,7 +302,7 @@ public func bdl_laplace_predict_regression(
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let la = try laplaceHandle(laplace).laplace
-    let m = try model(modelHandle)
+    let m = try ModelArguments.model(modelHandle)
     guard includeNoise == 0 || includeNoise == 1 else { throw .invalidArgument("include_noise = \(includeNoise); it must be 0 or 1") }
     let x = try ModelArguments.batch(X, n, m)
     let (mean, variance) = try la.predictRegression(model: m, inputs: x, includeNoise: includeNoise == 1)
@@ -330,7 +318,7 @@ public func bdl_laplace_predict_sampling(
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let la = try laplaceHandle(laplace).laplace
-    let m = try model(modelHandle)
+    let m = try ModelArguments.model(modelHandle)
     guard includeNoise == 0 || includeNoise == 1 else { throw .invalidArgument("include_noise = \(includeNoise); it must be 0 or 1") }
     let x = try ModelArguments.batch(X, n, m)
     let samples = try Arguments.size(nSamples, "n_samples")
@@ -380,7 +368,7 @@ public func bdl_laplace_load(
     let out = try Arguments.output(outLaplace, "out_laplace")
     let laplace = try LaplaceFile.load(from: Arguments.path(path))
     if modelHandle != nil {
-      let m = try model(modelHandle)
+      let m = try ModelArguments.model(modelHandle)
       guard m.parameterCount == laplace.networkParameterCount else {
         throw .shapeMismatch("the model has \(m.parameterCount) parameters; the saved posterior belongs to a network with \(laplace.networkParameterCount)")
       }

@@ -51,6 +51,20 @@ private func layer(_ spec: bdl_layer_spec, position: Int) throws(BDLError) -> an
 
 /// Argument conversions shared by the model and curvature exports.
 enum ModelArguments {
+  /// The network behind a live `bdl_model*`.
+  static func model(_ handle: OpaquePointer?) throws(BDLError) -> Sequential {
+    try Handles.value(handle, kind: .model, as: ModelHandle.self, "model").model
+  }
+
+  /// A BDL_LIKELIHOOD_* value as the task of a posterior or an influence object.
+  static func likelihoodKind(_ value: Int32) throws(BDLError) -> LaplaceLikelihood {
+    switch Int(value) {
+    case BDL_LIKELIHOOD_CLASSIFICATION: return .classification
+    case BDL_LIKELIHOOD_REGRESSION: return .regression
+    default: throw .invalidArgument("likelihood = \(value) is not a BDL_LIKELIHOOD_* value")
+    }
+  }
+
   /// The caller's batch of n examples as a tensor of the model's input shape.
   static func batch(_ x: UnsafePointer<Double>?, _ n: Int64, _ model: Sequential) throws(BDLError) -> Tensor {
   let count = try Arguments.size(n, "n")

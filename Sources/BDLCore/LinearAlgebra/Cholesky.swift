@@ -61,24 +61,16 @@ public struct Cholesky: Sendable {
 
   /// L⁻¹·B (forward substitution, dtrsm): whitening, since (L⁻¹B)ᵀ(L⁻¹B) = Bᵀ A⁻¹ B.
   public func solveLower(_ b: Matrix) throws(BDLError) -> Matrix {
-    guard b.rows == order else {
-      throw .shapeMismatch("triangular solve: right-hand side has \(b.rows) rows, expected \(order)")
-    }
-    var x = b
-    if order == 0 || b.columns == 0 { return x }
-    try lower.elements.withUnsafeBufferPointer { l throws(BDLError) in
-      try x.elements.withUnsafeMutableBufferPointer { p throws(BDLError) in
-        try BLAS.trsmLowerLeft(
-          transpose: false, n: order, nrhs: b.columns, alpha: 1, l: l.baseAddress!, ldl: order,
-          b: p.baseAddress!, ldb: b.columns)
-      }
-    }
-    return x
+    try triangularSolve(b, transposed: false)
   }
 
   /// L⁻ᵀ·B (back substitution): with B's columns standard normal, the columns of the result
   /// have covariance (L·Lᵀ)⁻¹ = A⁻¹ — how a Gaussian with precision A is sampled.
   public func solveLowerTransposed(_ b: Matrix) throws(BDLError) -> Matrix {
+    try triangularSolve(b, transposed: true)
+  }
+
+  private func triangularSolve(_ b: Matrix, transposed: Bool) throws(BDLError) -> Matrix {
     guard b.rows == order else {
       throw .shapeMismatch("triangular solve: right-hand side has \(b.rows) rows, expected \(order)")
     }
@@ -87,7 +79,7 @@ public struct Cholesky: Sendable {
     try lower.elements.withUnsafeBufferPointer { l throws(BDLError) in
       try x.elements.withUnsafeMutableBufferPointer { p throws(BDLError) in
         try BLAS.trsmLowerLeft(
-          transpose: true, n: order, nrhs: b.columns, alpha: 1, l: l.baseAddress!, ldl: order,
+          transpose: transposed, n: order, nrhs: b.columns, alpha: 1, l: l.baseAddress!, ldl: order,
           b: p.baseAddress!, ldb: b.columns)
       }
     }
