@@ -23,7 +23,10 @@ gradients, per-layer K-FAC statistics, training; ``bdlcore.Sequential``, ``bdlco
 :mod:`bdlcore.curvature` (GGN, its diagonal, K-FAC and EK-FAC of a network as linear operators
 on its parameters; caller-fed K-FAC statistics: ``bdlcore.KFAC``, ``bdlcore.KFACAccumulator``),
 :mod:`bdlcore.laplace` (Laplace posteriors: evidence and its gradients, evidence-optimal priors,
-linearised predictives, sampling, save/load; ``bdlcore.Laplace``), :mod:`bdlcore.metrics`
+linearised predictives, sampling, save/load; ``bdlcore.Laplace``), :mod:`bdlcore.influence`
+(influence scores τ = ∇mᵀ(G + λI)⁻¹∇ℓ with EK-FAC, K-FAC, diagonal, GGN or identity curvature,
+self-influence, top-k; ``bdlcore.Influence``), :mod:`bdlcore.evaluation` (the linear
+datamodeling score and retraining without the top-k examples), :mod:`bdlcore.metrics`
 (accuracy, NLL, Brier score, ECE and reliability diagrams of class probabilities),
 :mod:`bdlcore.blas` (the BLAS in use) and :mod:`bdlcore.datasets` (the shipped digits and
 diabetes data as numpy arrays with the fixed train/test split, ``bdlcore.datasets.load_digits()``).
@@ -45,10 +48,11 @@ from ._errors import (
     UnsupportedError,
     WrongStateError,
 )
-from . import datasets, metrics
+from . import datasets, evaluation, influence, metrics
 from .blas import BLASInfo, blas_info
 from .curvature import EKFAC, GGN, KFAC, DiagGGN, KFACAccumulator
 from .kron import KronFactor, kron_diagonal, kron_logdet, kron_solve
+from .influence import Influence
 from .laplace import EvidenceOptimum, Laplace
 from .model import (
     GELU,
@@ -119,6 +123,9 @@ __all__ = [
     "KFACAccumulator",
     "Laplace",
     "EvidenceOptimum",
+    "Influence",
+    "influence",
+    "evaluation",
     "metrics",
     "blas_info",
     "BLASInfo",

@@ -5,7 +5,7 @@ prototype in a comment, plus the header's constants and the ``bdl_blas_info_t`` 
 here converts or checks values; the public modules (``kron``, ``blas``, ``model``) do that.
 The structures (``bdl_blas_info_t``, ``bdl_layer_spec``, ``bdl_train_params``,
 ``bdl_train_progress``, ``bdl_curvature_params``, ``bdl_laplace_params``,
-``bdl_evidence_optimum``) mirror the C ones field by field; ``BDL_PROGRESS_FN`` and
+``bdl_evidence_optimum``, ``bdl_influence_params``) mirror the C ones field by field; ``BDL_PROGRESS_FN`` and
 ``BDL_PASS_PROGRESS_FN`` are the ctypes types of ``bdl_progress_fn`` and ``bdl_pass_progress_fn``.
 
 The shared library is looked for, in this order:
@@ -57,6 +57,7 @@ __all__ = [
     "bdl_curvature_params",
     "bdl_laplace_params",
     "bdl_evidence_optimum",
+    "bdl_influence_params",
     "BDL_PROGRESS_FN",
     "BDL_PASS_PROGRESS_FN",
 ]
@@ -310,6 +311,34 @@ LINK_CONSTANTS = {
     "BDL_LINK_MC": BDL_LINK_MC,
 }
 
+BDL_INFLUENCE_GGN = 1
+BDL_INFLUENCE_DIAG = 2
+BDL_INFLUENCE_KFAC = 3
+BDL_INFLUENCE_EKFAC = 4
+BDL_INFLUENCE_IDENTITY = 5
+
+#: Every influence curvature (``bdl_influence_params.curvature``) by its header name.
+INFLUENCE_CONSTANTS = {
+    "BDL_INFLUENCE_GGN": BDL_INFLUENCE_GGN,
+    "BDL_INFLUENCE_DIAG": BDL_INFLUENCE_DIAG,
+    "BDL_INFLUENCE_KFAC": BDL_INFLUENCE_KFAC,
+    "BDL_INFLUENCE_EKFAC": BDL_INFLUENCE_EKFAC,
+    "BDL_INFLUENCE_IDENTITY": BDL_INFLUENCE_IDENTITY,
+}
+
+BDL_MEASURE_LOSS = 1
+BDL_MEASURE_LOG_PROB = 2
+BDL_MEASURE_MARGIN = 3
+BDL_MEASURE_COTANGENT = 4
+
+#: Every query measurement (``bdl_influence_scores`` and the evaluations) by its header name.
+MEASURE_CONSTANTS = {
+    "BDL_MEASURE_LOSS": BDL_MEASURE_LOSS,
+    "BDL_MEASURE_LOG_PROB": BDL_MEASURE_LOG_PROB,
+    "BDL_MEASURE_MARGIN": BDL_MEASURE_MARGIN,
+    "BDL_MEASURE_COTANGENT": BDL_MEASURE_COTANGENT,
+}
+
 # ---------------------------------------------------------------------------------------------
 # Types
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +348,7 @@ _dptr = POINTER(c_double)
 _fptr = POINTER(c_float)
 _i64ptr = POINTER(c_int64)
 _handle = c_void_p  # bdl_kron_factor*, bdl_model*, bdl_layer_statistics*, bdl_curvature*, bdl_kfac_accumulator*,
-#                    bdl_laplace*: opaque
+#                    bdl_laplace*, bdl_influence*: opaque
 
 
 class bdl_blas_info_t(Structure):
@@ -430,6 +459,23 @@ class bdl_evidence_optimum(Structure):
         ("gradient_norm", c_double),
         ("iterations", c_int64),
         ("converged", c_int32),
+    ]
+
+
+class bdl_influence_params(Structure):
+    """Mirror of ``bdl_influence_params``, field by field; fill with ``bdl_influence_params_init``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("likelihood", c_int32),
+        ("curvature", c_int32),
+        ("fisher", c_int32),
+        ("approximation", c_int32),
+        ("relative_damping", c_int32),
+        ("damping", c_double),
+        ("mc_samples", c_int64),
+        ("seed", c_uint64),
+        ("batch_size", c_int64),
     ]
 
 
@@ -890,6 +936,76 @@ _declare("bdl_metrics_ece", bdl_status, [_dptr, c_int64, c_int64, _i64ptr, c_int
 #                                    int64_t *out_counts, double *out_confidence,
 #                                    double *out_accuracy);
 _declare("bdl_metrics_reliability", bdl_status, [_dptr, c_int64, c_int64, _i64ptr, c_int64, _i64ptr, _dptr, _dptr])
+
+# bdl_status bdl_influence_params_init(bdl_influence_params *params);
+_declare("bdl_influence_params_init", bdl_status, [POINTER(bdl_influence_params)])
+
+# bdl_status bdl_influence_fit(const bdl_model *model, const double *X, int64_t n,
+#                              const double *y, const bdl_influence_params *params,
+#                              bdl_pass_progress_fn progress, void *user_data,
+#                              bdl_influence **out_influence);
+_declare(
+    "bdl_influence_fit",
+    bdl_status,
+    [_handle, _dptr, c_int64, _dptr, POINTER(bdl_influence_params), BDL_PASS_PROGRESS_FN, c_void_p, POINTER(_handle)],
+)
+
+# void bdl_influence_free(bdl_influence *influence);
+_declare("bdl_influence_free", None, [_handle])
+
+# bdl_status bdl_influence_info(const bdl_influence *influence, int32_t *out_curvature,
+#                               int64_t *out_n_train, int64_t *out_num_parameters);
+_declare("bdl_influence_info", bdl_status, [_handle, POINTER(c_int32), _i64ptr, _i64ptr])
+
+# bdl_status bdl_influence_scores(const bdl_influence *influence, const bdl_model *model,
+#                                 const double *X_query, int64_t n_queries,
+#                                 const double *y_query, int32_t measurement,
+#                                 const double *cotangents, bdl_pass_progress_fn progress,
+#                                 void *user_data, double *out_scores, int64_t capacity);
+_declare(
+    "bdl_influence_scores",
+    bdl_status,
+    [_handle, _handle, _dptr, c_int64, _dptr, c_int32, _dptr, BDL_PASS_PROGRESS_FN, c_void_p, _dptr, c_int64],
+)
+
+# bdl_status bdl_influence_self(const bdl_influence *influence, const bdl_model *model,
+#                               double *out_scores, int64_t capacity);
+_declare("bdl_influence_self", bdl_status, [_handle, _handle, _dptr, c_int64])
+
+# bdl_status bdl_influence_top_k(const double *scores, int64_t n_rows, int64_t n_cols,
+#                                int64_t k, int64_t *out_helpful, int64_t *out_harmful);
+_declare("bdl_influence_top_k", bdl_status, [_dptr, c_int64, c_int64, c_int64, _i64ptr, _i64ptr])
+
+# bdl_status bdl_evaluation_lds(const bdl_model *model, const double *X, int64_t n,
+#                               const double *y, const double *X_query,
+#                               int64_t n_queries, const double *y_query,
+#                               int32_t measurement, const double *cotangents,
+#                               const double *scores, int64_t subsets, double fraction,
+#                               const bdl_train_params *train, uint64_t seed,
+#                               bdl_pass_progress_fn progress, void *user_data,
+#                               double *out_per_query, double *out_mean);
+_declare(
+    "bdl_evaluation_lds",
+    bdl_status,
+    [
+        _handle, _dptr, c_int64, _dptr, _dptr, c_int64, _dptr, c_int32, _dptr, _dptr, c_int64, c_double,
+        POINTER(bdl_train_params), c_uint64, BDL_PASS_PROGRESS_FN, c_void_p, _dptr, _dptr,
+    ],
+)
+
+# bdl_status bdl_evaluation_retrain_without_top_k(
+#     const bdl_model *model, const double *X, int64_t n, const double *y, const double *X_query,
+#     int64_t n_queries, const double *y_query, int32_t measurement,
+#     const double *cotangents, const double *scores, int64_t k, const bdl_train_params *train,
+#     uint64_t seed, double *out_without_top_k, double *out_without_random);
+_declare(
+    "bdl_evaluation_retrain_without_top_k",
+    bdl_status,
+    [
+        _handle, _dptr, c_int64, _dptr, _dptr, c_int64, _dptr, c_int32, _dptr, _dptr, c_int64,
+        POINTER(bdl_train_params), c_uint64, _dptr, _dptr,
+    ],
+)
 
 #: The C functions declared above, in header order (compared with the header by the tests).
 DECLARED_FUNCTIONS: Tuple[str, ...] = tuple(_declared)

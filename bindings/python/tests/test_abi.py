@@ -88,6 +88,8 @@ CONSTANT_GROUPS = {
     "BDL_SUBSET_": _lib.SUBSET_CONSTANTS,
     "BDL_PRIOR_": _lib.PRIOR_CONSTANTS,
     "BDL_LINK_": _lib.LINK_CONSTANTS,
+    "BDL_INFLUENCE_": _lib.INFLUENCE_CONSTANTS,
+    "BDL_MEASURE_": _lib.MEASURE_CONSTANTS,
 }
 
 
@@ -168,7 +170,8 @@ CTYPES_OF_FIELD = dict(CTYPES_OF, uint64_t=ctypes.c_uint64)
 
 
 @pytest.mark.parametrize(
-    "struct", [_lib.bdl_layer_spec, _lib.bdl_train_params, _lib.bdl_train_progress, _lib.bdl_curvature_params]
+    "struct",
+    [_lib.bdl_layer_spec, _lib.bdl_train_params, _lib.bdl_train_progress, _lib.bdl_curvature_params, _lib.bdl_influence_params],
 )
 def test_network_structs_mirror_header(struct):
     header = header_struct_declarations(struct.__name__)
@@ -191,7 +194,10 @@ def test_progress_callback_type_matches_header():
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 @pytest.mark.parametrize(
     "struct",
-    [_lib.bdl_blas_info_t, _lib.bdl_layer_spec, _lib.bdl_train_params, _lib.bdl_train_progress, _lib.bdl_curvature_params],
+    [
+        _lib.bdl_blas_info_t, _lib.bdl_layer_spec, _lib.bdl_train_params, _lib.bdl_train_progress, _lib.bdl_curvature_params,
+        _lib.bdl_influence_params,
+    ],
 )
 def test_struct_layout_matches_c_compiler(tmp_path, struct):
     """sizeof and every offsetof as a C compiler lays the header's struct out."""
