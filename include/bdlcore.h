@@ -1057,8 +1057,15 @@ BDL_API bdl_status bdl_influence_scores(const bdl_influence *influence, const bd
                                         const double *cotangents, bdl_pass_progress_fn progress,
                                         void *user_data, double *out_scores, int64_t capacity);
 
-/** Self-influence τ(z_j, z_j) (loss measurement) of every training example (n_train doubles). */
+/** The damping λ of every parameter (num_parameters doubles): the value given, or with relative
+ *  damping r × the mean eigenvalue of G on each parameter tensor. */
+BDL_API bdl_status bdl_influence_damping(const bdl_influence *influence, double *out_damping,
+                                         int64_t capacity);
+
+/** Self-influence τ(z_j, z_j) (loss measurement) of every training example (n_train doubles);
+ *  `progress` follows the training batches (may be NULL). */
 BDL_API bdl_status bdl_influence_self(const bdl_influence *influence, const bdl_model *model,
+                                      bdl_pass_progress_fn progress, void *user_data,
                                       double *out_scores, int64_t capacity);
 
 /**
@@ -1076,7 +1083,8 @@ BDL_API bdl_status bdl_influence_top_k(const double *scores, int64_t n_rows, int
  * per query the Spearman
  * correlation between the measurement after retraining and the prediction Σ_{j∉S} τ(z_q, z_j).
  * Defaults used by dattri: subsets = 100, fraction = 0.5. out_per_query (n_queries; NaN where
- * undefined) and out_mean may be NULL.
+ * undefined), out_mean and out_subset_seeds (`subsets` entries: each subset's seed, which fixes
+ * its choice and its training shuffles) may be NULL. `progress` follows the retrainings.
  */
 BDL_API bdl_status bdl_evaluation_lds(const bdl_model *model, const double *X, int64_t n,
                                       const double *y, const double *X_query,
@@ -1085,18 +1093,22 @@ BDL_API bdl_status bdl_evaluation_lds(const bdl_model *model, const double *X, i
                                       const double *scores, int64_t subsets, double fraction,
                                       const bdl_train_params *train, uint64_t seed,
                                       bdl_pass_progress_fn progress, void *user_data,
-                                      double *out_per_query, double *out_mean);
+                                      double *out_per_query, double *out_mean,
+                                      uint64_t *out_subset_seeds);
 
 /**
  * Per query, the change of its measurement when its k most helpful training examples (by
  * `scores`) are removed and `model` is retrained from its current parameters with `train`, and
  * the same for k random examples (seeded) — relative to retraining on all examples.
- * out_without_top_k and out_without_random have n_queries entries each.
+ * out_without_top_k and out_without_random have n_queries entries each. 1 + 2·n_queries
+ * retrainings; `progress` follows the queries.
  */
 BDL_API bdl_status bdl_evaluation_retrain_without_top_k(
-    const bdl_model *model, const double *X, int64_t n, const double *y, const double *X_query, int64_t n_queries, const double *y_query, int32_t measurement,
+    const bdl_model *model, const double *X, int64_t n, const double *y, const double *X_query,
+    int64_t n_queries, const double *y_query, int32_t measurement,
     const double *cotangents, const double *scores, int64_t k, const bdl_train_params *train,
-    uint64_t seed, double *out_without_top_k, double *out_without_random);
+    uint64_t seed, bdl_pass_progress_fn progress, void *user_data, double *out_without_top_k,
+    double *out_without_random);
 
 #ifdef __cplusplus
 }

@@ -121,14 +121,25 @@ public func bdl_influence_scores(
 }
 
 @c @implementation
+public func bdl_influence_damping(
+  _ influence: OpaquePointer!, _ outDamping: UnsafeMutablePointer<Double>!, _ capacity: Int64
+) -> bdl_status {
+  exported { () throws(BDLError) in
+    let i = try influenceHandle(influence)
+    try Arguments.output(outDamping, capacity: capacity, needed: i.damping.count, "out_damping").write(i.damping)
+  }
+}
+
+@c @implementation
 public func bdl_influence_self(
-  _ influence: OpaquePointer!, _ modelHandle: OpaquePointer!, _ outScores: UnsafeMutablePointer<Double>!, _ capacity: Int64
+  _ influence: OpaquePointer!, _ modelHandle: OpaquePointer!, _ progress: bdl_pass_progress_fn!,
+  _ userData: UnsafeMutableRawPointer!, _ outScores: UnsafeMutablePointer<Double>!, _ capacity: Int64
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let i = try influenceHandle(influence)
     let m = try ModelArguments.model(modelHandle)
     let out = try Arguments.output(outScores, capacity: capacity, needed: i.trainCount, "out_scores")
-    out.write(try i.selfInfluence(model: m))
+    out.write(try i.selfInfluence(model: m, progress: progressClosure(progress, userData)))
   }
 }
 
@@ -185,7 +196,8 @@ public func bdl_evaluation_lds(
   _ XQuery: UnsafePointer<Double>!, _ nQueries: Int64, _ yQuery: UnsafePointer<Double>!, _ measurement: Int32,
   _ cotangents: UnsafePointer<Double>!, _ scores: UnsafePointer<Double>!, _ subsets: Int64, _ fraction: Double,
   _ train: UnsafePointer<bdl_train_params>!, _ seed: UInt64, _ progress: bdl_pass_progress_fn!,
-  _ userData: UnsafeMutableRawPointer!, _ outPerQuery: UnsafeMutablePointer<Double>!, _ outMean: UnsafeMutablePointer<Double>!
+  _ userData: UnsafeMutableRawPointer!, _ outPerQuery: UnsafeMutablePointer<Double>!, _ outMean: UnsafeMutablePointer<Double>!,
+  _ outSubsetSeeds: UnsafeMutablePointer<UInt64>!
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let a = try EvaluationArguments(modelHandle, X, n, y, XQuery, nQueries, yQuery, measurement, cotangents, scores, train)
@@ -196,6 +208,7 @@ public func bdl_evaluation_lds(
       training: a.options, sigma: a.sigma, seed: seed, progress: progressClosure(progress, userData))
     outPerQuery?.write(result.perQuery)
     outMean?.pointee = result.mean
+    if let outSubsetSeeds { for (m, seed) in result.subsetSeeds.enumerated() { outSubsetSeeds[m] = seed } }
   }
 }
 
@@ -204,13 +217,15 @@ public func bdl_evaluation_retrain_without_top_k(
   _ modelHandle: OpaquePointer!, _ X: UnsafePointer<Double>!, _ n: Int64, _ y: UnsafePointer<Double>!,
   _ XQuery: UnsafePointer<Double>!, _ nQueries: Int64, _ yQuery: UnsafePointer<Double>!, _ measurement: Int32,
   _ cotangents: UnsafePointer<Double>!, _ scores: UnsafePointer<Double>!, _ k: Int64, _ train: UnsafePointer<bdl_train_params>!,
-  _ seed: UInt64, _ outWithoutTopK: UnsafeMutablePointer<Double>!, _ outWithoutRandom: UnsafeMutablePointer<Double>!
+  _ seed: UInt64, _ progress: bdl_pass_progress_fn!, _ userData: UnsafeMutableRawPointer!,
+  _ outWithoutTopK: UnsafeMutablePointer<Double>!, _ outWithoutRandom: UnsafeMutablePointer<Double>!
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let a = try EvaluationArguments(modelHandle, X, n, y, XQuery, nQueries, yQuery, measurement, cotangents, scores, train)
     let result = try InfluenceEvaluation.retrainWithoutTopK(
       model: a.model, trainInputs: a.x, trainTargets: a.y, likelihood: a.likelihood, queries: a.queries, queryTargets: a.queryTargets,
-      measurement: a.measurement, scores: a.scores, k: try Arguments.size(k, "k"), training: a.options, sigma: a.sigma, seed: seed)
+      measurement: a.measurement, scores: a.scores, k: try Arguments.size(k, "k"), training: a.options, sigma: a.sigma, seed: seed,
+      progress: progressClosure(progress, userData))
     outWithoutTopK?.write(result.withoutTopK)
     outWithoutRandom?.write(result.withoutRandom)
   }

@@ -88,7 +88,7 @@ int main(void) {
   bdl_influence *ekfac = fit(model, X, y, BDL_INFLUENCE_EKFAC, 1, 0.1);
   static double train_scores[N * N], self[N];
   CHECK_STATUS(bdl_influence_scores(ekfac, model, X, N, y, BDL_MEASURE_LOSS, NULL, NULL, NULL, train_scores, N * N), BDL_OK, "");
-  CHECK_STATUS(bdl_influence_self(ekfac, model, self, N), BDL_OK, "");
+  CHECK_STATUS(bdl_influence_self(ekfac, model, NULL, NULL, self, N), BDL_OK, "");
   worst = 0;
   for (int j = 0; j < N; ++j) worst = fmax(worst, fabs(self[j] - train_scores[j * N + j]) / fmax(1, fabs(self[j])));
   CHECK(worst < 1e-10, "self-influence vs diagonal: %g", worst);
@@ -128,13 +128,18 @@ int main(void) {
   train.batch_size = N;
   train.learning_rate = 0.05;
   double per_query[Q], mean = 0, again = 0, top[Q], rnd[Q];
-  CHECK_STATUS(bdl_evaluation_lds(model, X, N, y, Xq, Q, yq, BDL_MEASURE_LOSS, NULL, scores, 6, 0.5, &train, 3, NULL, NULL, per_query, &mean), BDL_OK, "");
-  CHECK_STATUS(bdl_evaluation_lds(model, X, N, y, Xq, Q, yq, BDL_MEASURE_LOSS, NULL, scores, 6, 0.5, &train, 3, NULL, NULL, NULL, &again), BDL_OK, "");
+  uint64_t seeds[6] = {0};
+  CHECK_STATUS(bdl_evaluation_lds(model, X, N, y, Xq, Q, yq, BDL_MEASURE_LOSS, NULL, scores, 6, 0.5, &train, 3, NULL, NULL, per_query, &mean, NULL), BDL_OK, "");
+  CHECK_STATUS(bdl_evaluation_lds(model, X, N, y, Xq, Q, yq, BDL_MEASURE_LOSS, NULL, scores, 6, 0.5, &train, 3, NULL, NULL, NULL, &again, seeds), BDL_OK, "");
   CHECK(mean == again && mean >= -1 && mean <= 1, "LDS %g, again %g", mean, again);
-  CHECK_STATUS(bdl_evaluation_retrain_without_top_k(model, X, N, y, Xq, Q, yq, BDL_MEASURE_LOSS, NULL, scores, 2, &train, 5, top, rnd), BDL_OK, "");
+  CHECK(seeds[0] != seeds[1] && seeds[5] != 0, "subset seeds reported");
+  double lambda_p[P];
+  CHECK_STATUS(bdl_influence_damping(kfac, lambda_p, P), BDL_OK, "");
+  CHECK(lambda_p[0] == lambda && lambda_p[P - 1] == lambda, "absolute damping %g", lambda_p[0]);
+  CHECK_STATUS(bdl_evaluation_retrain_without_top_k(model, X, N, y, Xq, Q, yq, BDL_MEASURE_LOSS, NULL, scores, 2, &train, 5, NULL, NULL, top, rnd), BDL_OK, "");
   CHECK(isfinite(top[0]) && isfinite(rnd[0]), "retraining changes are finite");
-  CHECK_STATUS(bdl_evaluation_lds(model, X, N, y, Xq, Q, yq, BDL_MEASURE_LOSS, NULL, scores, 1, 0.5, &train, 3, NULL, NULL, NULL, &mean), BDL_INVALID_ARGUMENT, "subsets");
-  CHECK_STATUS(bdl_evaluation_lds(model, X, N, y, Xq, Q, yq, BDL_MEASURE_LOSS, NULL, scores, 4, 1.5, &train, 3, NULL, NULL, NULL, &mean), BDL_INVALID_ARGUMENT, "fraction");
+  CHECK_STATUS(bdl_evaluation_lds(model, X, N, y, Xq, Q, yq, BDL_MEASURE_LOSS, NULL, scores, 1, 0.5, &train, 3, NULL, NULL, NULL, &mean, NULL), BDL_INVALID_ARGUMENT, "subsets");
+  CHECK_STATUS(bdl_evaluation_lds(model, X, N, y, Xq, Q, yq, BDL_MEASURE_LOSS, NULL, scores, 4, 1.5, &train, 3, NULL, NULL, NULL, &mean, NULL), BDL_INVALID_ARGUMENT, "fraction");
 
   /* Bad input. */
   bdl_influence_params params;
@@ -152,7 +157,7 @@ int main(void) {
   const bdl_layer_spec small[] = {{.kind = BDL_LAYER_LINEAR, .bias = 1, .in_features = 3, .out_features = 3}};
   bdl_model_create(small, 1, INPUT, 1, 0, &other);
   CHECK_STATUS(bdl_influence_scores(ekfac, other, Xq, Q, yq, BDL_MEASURE_LOSS, NULL, NULL, NULL, scores, Q * N), BDL_SHAPE_MISMATCH, "parameters");
-  CHECK_STATUS(bdl_influence_self(ekfac, other, self, N), BDL_SHAPE_MISMATCH, "parameters");
+  CHECK_STATUS(bdl_influence_self(ekfac, other, NULL, NULL, self, N), BDL_SHAPE_MISMATCH, "parameters");
   CHECK_STATUS(bdl_influence_scores(NULL, model, Xq, Q, yq, BDL_MEASURE_LOSS, NULL, NULL, NULL, scores, Q * N), BDL_INVALID_ARGUMENT, "influence is NULL");
 
   bdl_influence_free(identity);

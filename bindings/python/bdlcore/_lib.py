@@ -968,9 +968,14 @@ _declare(
     [_handle, _handle, _dptr, c_int64, _dptr, c_int32, _dptr, BDL_PASS_PROGRESS_FN, c_void_p, _dptr, c_int64],
 )
 
+# bdl_status bdl_influence_damping(const bdl_influence *influence, double *out_damping,
+#                                  int64_t capacity);
+_declare("bdl_influence_damping", bdl_status, [_handle, _dptr, c_int64])
+
 # bdl_status bdl_influence_self(const bdl_influence *influence, const bdl_model *model,
+#                               bdl_pass_progress_fn progress, void *user_data,
 #                               double *out_scores, int64_t capacity);
-_declare("bdl_influence_self", bdl_status, [_handle, _handle, _dptr, c_int64])
+_declare("bdl_influence_self", bdl_status, [_handle, _handle, BDL_PASS_PROGRESS_FN, c_void_p, _dptr, c_int64])
 
 # bdl_status bdl_influence_top_k(const double *scores, int64_t n_rows, int64_t n_cols,
 #                                int64_t k, int64_t *out_helpful, int64_t *out_harmful);
@@ -983,13 +988,14 @@ _declare("bdl_influence_top_k", bdl_status, [_dptr, c_int64, c_int64, c_int64, _
 #                               const double *scores, int64_t subsets, double fraction,
 #                               const bdl_train_params *train, uint64_t seed,
 #                               bdl_pass_progress_fn progress, void *user_data,
-#                               double *out_per_query, double *out_mean);
+#                               double *out_per_query, double *out_mean,
+#                               uint64_t *out_subset_seeds);
 _declare(
     "bdl_evaluation_lds",
     bdl_status,
     [
         _handle, _dptr, c_int64, _dptr, _dptr, c_int64, _dptr, c_int32, _dptr, _dptr, c_int64, c_double,
-        POINTER(bdl_train_params), c_uint64, BDL_PASS_PROGRESS_FN, c_void_p, _dptr, _dptr,
+        POINTER(bdl_train_params), c_uint64, BDL_PASS_PROGRESS_FN, c_void_p, _dptr, _dptr, POINTER(c_uint64),
     ],
 )
 
@@ -997,13 +1003,14 @@ _declare(
 #     const bdl_model *model, const double *X, int64_t n, const double *y, const double *X_query,
 #     int64_t n_queries, const double *y_query, int32_t measurement,
 #     const double *cotangents, const double *scores, int64_t k, const bdl_train_params *train,
-#     uint64_t seed, double *out_without_top_k, double *out_without_random);
+#     uint64_t seed, bdl_pass_progress_fn progress, void *user_data, double *out_without_top_k,
+#     double *out_without_random);
 _declare(
     "bdl_evaluation_retrain_without_top_k",
     bdl_status,
     [
         _handle, _dptr, c_int64, _dptr, _dptr, c_int64, _dptr, c_int32, _dptr, _dptr, c_int64,
-        POINTER(bdl_train_params), c_uint64, _dptr, _dptr,
+        POINTER(bdl_train_params), c_uint64, BDL_PASS_PROGRESS_FN, c_void_p, _dptr, _dptr,
     ],
 )
 

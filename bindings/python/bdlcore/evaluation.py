@@ -34,7 +34,7 @@ Example (X, y, X_q, y_q a small classification problem with 4 features)::
 
 from __future__ import annotations
 
-from ctypes import byref, c_double
+from ctypes import POINTER, byref, c_double, c_uint64
 from typing import NamedTuple, Sequence, Union
 
 import numpy as np
@@ -62,6 +62,8 @@ class LinearDatamodelingScore(NamedTuple):
     per_query: np.ndarray
     #: The mean over the queries with a defined ρ (NaN if none).
     mean: float
+    #: Each subset's seed (its choice and its training shuffles), (subsets,) uint64.
+    subset_seeds: np.ndarray
 
 
 class RetrainingWithoutTopK(NamedTuple):
@@ -179,6 +181,7 @@ def lds(
     count = _int64(subsets, "subsets")
     alpha = _float(fraction, "fraction")
     per_query = np.empty(nq, dtype=np.float64)
+    seeds = np.empty(count, dtype=np.uint64)
     mean = c_double()
     with model._use() as model_handle:
         failure = _call_with_progress(
@@ -186,12 +189,13 @@ def lds(
             lambda callback: _lib.lib.bdl_evaluation_lds(
                 model_handle, _ptr(X), n, _ptr(y), _ptr(Xq), nq, _optional_ptr(yq), code, _optional_ptr(V), _ptr(S),
                 count, alpha, byref(params), _seed(seed), callback, None, _ptr(per_query), byref(mean),
+                seeds.ctypes.data_as(POINTER(c_uint64)),
             ),
         )
     del keep
     if failure is not None:
         raise failure
-    return LinearDatamodelingScore(per_query, mean.value)
+    return LinearDatamodelingScore(per_query, mean.value, seeds)
 
 
 def retrain_without_top_k(
@@ -215,6 +219,7 @@ def retrain_without_top_k(
     schedule: str = "constant",
     momentum: float = 0.9,
     sigma: float = 1.0,
+    progress=None,
 ) -> RetrainingWithoutTopK:
     r"""Retraining without each query's k most helpful examples, against k random ones.
 
@@ -227,6 +232,7 @@ def retrain_without_top_k(
     Args:
         k: 1 ≤ k < N.
         seed: seeds the random removals and every retraining's minibatch shuffling.
+        progress: follows the queries (as for :func:`lds`).
         The others as :func:`lds`.
 
     Returns:
@@ -246,11 +252,14 @@ def retrain_without_top_k(
     without_top = np.empty(nq, dtype=np.float64)
     without_random = np.empty(nq, dtype=np.float64)
     with model._use() as model_handle:
-        _check(
-            _lib.lib.bdl_evaluation_retrain_without_top_k(
+        failure = _call_with_progress(
+            progress, "Retraining without top-k",
+            lambda callback: _lib.lib.bdl_evaluation_retrain_without_top_k(
                 model_handle, _ptr(X), n, _ptr(y), _ptr(Xq), nq, _optional_ptr(yq), code, _optional_ptr(V), _ptr(S),
-                count, byref(params), _seed(seed), _ptr(without_top), _ptr(without_random),
-            )
+                count, byref(params), _seed(seed), callback, None, _ptr(without_top), _ptr(without_random),
+            ),
         )
     del keep
+    if failure is not None:
+        raise failure
     return RetrainingWithoutTopK(without_top, without_random)

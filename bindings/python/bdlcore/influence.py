@@ -499,13 +499,22 @@ class Influence(_OwnedHandle):
             raise failure
         return out
 
-    def self_influence(self, *, model: Optional[Sequential] = None) -> np.ndarray:
+    @property
+    def damping(self) -> np.ndarray:
+        """λ per parameter (num_parameters,): the value given, or with relative damping r × the
+        mean eigenvalue of G on each parameter tensor."""
+        out = np.empty(self.num_parameters, dtype=np.float64)
+        with self._use() as handle:
+            _check(_lib.lib.bdl_influence_damping(handle, _ptr(out), out.size))
+        return out
+
+    def self_influence(self, *, model: Optional[Sequential] = None, progress=None) -> np.ndarray:
         r"""τ(z_j, z_j) = ∇ℓ_jᵀ (G + λI)⁻¹ ∇ℓ_j for every training example (loss measurement), (n_train,).
 
         Large values flag examples the model fits only by bending towards them (often
         mislabelled ones). For the diagonal and Kronecker curvatures it is computed from layer
         statistics in each block's eigenbasis, without forming per-example gradients; it equals
-        the diagonal of ``scores(X_train, y_train, "loss")``.
+        the diagonal of ``scores(X_train, y_train, "loss")``. ``progress`` as for :meth:`scores`.
 
         Raises:
             ShapeMismatchError: a model of another size.
@@ -514,7 +523,12 @@ class Influence(_OwnedHandle):
         model = self._model_for(model)
         out = np.empty(self.n_train, dtype=np.float64)
         with self._use() as handle, model._use() as model_handle:
-            _check(_lib.lib.bdl_influence_self(handle, model_handle, _ptr(out), out.size))
+            failure = _call_with_progress(
+                progress, "Self-influence",
+                lambda callback: _lib.lib.bdl_influence_self(handle, model_handle, callback, None, _ptr(out), out.size),
+            )
+        if failure is not None:
+            raise failure
         return out
 
     def top_k(

@@ -444,6 +444,9 @@ def test_lds_is_reproducible_bounded_and_high_for_exact_influence():
                     init, X, y, Xq, yq, influence.scores(Xq, yq), subsets=12, seed=7, progress=False, **LOGISTIC_TRAINING
                 )
     assert steps == [(m, 12) for m in range(1, 13)]
+    assert result.subset_seeds.shape == (12,) and result.subset_seeds.dtype == np.uint64
+    assert np.array_equal(result.subset_seeds, again.subset_seeds) and len(set(result.subset_seeds.tolist())) == 12
+    assert not np.array_equal(result.subset_seeds, other.subset_seeds)
     assert result.per_query.shape == (len(Xq),)
     assert np.array_equal(result.per_query, again.per_query) and result.mean == again.mean, "reproducible from its seed"
     assert not np.array_equal(result.per_query, other.per_query), "another seed draws other subsets"
@@ -614,6 +617,11 @@ def test_progress(classification):
     n = len(X)
     assert fit_steps and fit_steps[-1] == (n, n) and all(t == n for _, t in fit_steps)
     assert score_steps == [(min(e, n), n) for e in range(5, n + 5, 5)]
+    self_steps = []
+    with Influence(net, X, y, curvature="ekfac", batch_size=5, progress=lambda d, t: fit_steps.append((d, t))) as influence:
+        assert fit_steps[-1] == (2 * n, 2 * n), "EK-FAC reports both passes"
+        influence.self_influence(progress=lambda d, t: self_steps.append((d, t)))
+    assert self_steps and self_steps[-1] == (n, n)
 
     class Stop(Exception):
         pass
@@ -706,3 +714,12 @@ def test_kronfluence_biased_scores_rank_alike(fixture_fisher):
             worst_row = min(spearman(a, b) for a, b in zip(ours, theirs))
             assert overall >= KRONFLUENCE_SPEARMAN_ALL, f"d={fixture['damping'][index]}: Spearman {overall}"
             assert worst_row >= KRONFLUENCE_SPEARMAN_ROW, f"d={fixture['damping'][index]}: worst row Spearman {worst_row}"
+
+
+@pytest.mark.parametrize("curvature", CURVATURES)
+def test_damping_reports_lambda_per_parameter(classification, curvature):
+    net, X, y, _, _ = classification
+    G = dense_curvature(net, X, y, "classification", curvature)
+    for relative in (True, False):
+        with Influence(net, X, y, curvature=curvature, damping=0.2, relative_damping=relative, progress=False) as influence:
+            assert_close(influence.damping, damping_vector(net, G, 0.2, relative), f"{curvature} λ relative={relative}", 1e-12)
