@@ -69,18 +69,18 @@ struct InfluenceReport {
     return "#" + pair + pair + pair
   }
 
-  /// A `side × side` image as an SVG grid of rects (row by row, `cell` units each), titled
-  /// `title` (escaped).
+  /// A `side × side` image as an SVG grid of rects (row by row, `cell` units each, one per
+  /// line), titled `title` (escaped).
   static func imageSVG(_ pixels: [Double], cell: Double, title: String) -> String {
     let size = Double(side) * cell
     var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(fmt(size))\" height=\"\(fmt(size))\" "
     s += "viewBox=\"0 0 \(fmt(size)) \(fmt(size))\" shape-rendering=\"crispEdges\" role=\"img\" aria-label=\"\(escapeHTML(title))\">"
-    s += "<title>\(escapeHTML(title))</title>"
+    s += "<title>\(escapeHTML(title))</title>\n"
     for row in 0..<side {
       for column in 0..<side {
         let i = row * side + column
         let fill = grayColor(grayLevel(i < pixels.count ? pixels[i] : 0))
-        s += "<rect x=\"\(fmt(Double(column) * cell))\" y=\"\(fmt(Double(row) * cell))\" width=\"\(fmt(cell))\" height=\"\(fmt(cell))\" fill=\"\(fill)\"/>"
+        s += "<rect class=\"pixel\" x=\"\(fmt(Double(column) * cell))\" y=\"\(fmt(Double(row) * cell))\" width=\"\(fmt(cell))\" height=\"\(fmt(cell))\" fill=\"\(fill)\"/>\n"
       }
     }
     s += "</svg>"
