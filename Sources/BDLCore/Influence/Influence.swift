@@ -144,24 +144,144 @@ public struct Influence: Sendable {
   /// Training examples per batch: per-example gradient rows of at most 2²⁴ doubles (128 MB).
   func gradientBatch(_ p: Int) -> Int { max(1, min(batchSize, (1 << 24) / max(p, 1))) }
 
+  /// One layer's preconditioned queries, in the basis the curvature is diagonal in.
+  struct PreconditionedLayer {
+    /// Q_B and Q_A (nil: the parameter basis).
+    let outputBasis: Matrix?
+    let inputBasis: Matrix?
+    /// (N_q·d_out × d_in): per query the weight block of (G + λI)⁻¹∇m, in that basis.
+    let weights: Matrix
+    /// (N_q × d_out) for the bias, or nil.
+    let bias: Matrix?
+  }
+
+  /// The queries preconditioned layer by layer. For the diagonal and Kronecker curvatures in each
+  /// block's eigenbasis, from the queries' layer statistics: W_q = (Σ_r Q_Bᵀ g_{q,r} a_{q,r}ᵀ Q_A) ∘ (1/d)
+  /// — O(d_out·d_in) per query, no rotation back. Otherwise (G + λI)⁻¹ applied to the queries'
+  /// gradients in the parameter basis.
+  func preconditionedQueries(model: Sequential, x: Tensor, vectors: Tensor) throws(BDLError) -> [Int: PreconditionedLayer] {
+    let nq = x.count
+    let statistics = try model.backward(try model.forwardPass(x), vectors: vectors)
+    var layers: [Int: PreconditionedLayer] = [:]
+    if let blocks = precision?.varianceBlocks(head: model) {
+      for s in statistics {
+        let r = s.outputGradients.shape[2], dOut = s.outputGradients.shape[3], dIn = s.inputs.shape[2]
+        guard let weightBlock = blocks.first(where: { $0.layerIndex == s.layerIndex && !$0.isBias }) else { continue }
+        var g = try Matrix(rows: nq * r, columns: dOut, elements: s.outputGradients.elements)
+        if let qb = weightBlock.outputBasis { g = try g.multiplied(by: qb) }
+        var a = try Matrix(rows: nq * r, columns: dIn, elements: s.inputs.elements)
+        if let qa = weightBlock.inputBasis { a = try a.multiplied(by: qa) }
+        var weights = Matrix(rows: nq * dOut, columns: dIn)
+        for q in 0..<nq {
+          // Σ_r g̃_{q,r} ã_{q,r}ᵀ (d_out × d_in), then ∘ 1/d.
+          let gq = try Matrix(rows: r, columns: dOut, elements: Array(g.elements[(q * r * dOut)..<((q + 1) * r * dOut)]))
+          let aq = try Matrix(rows: r, columns: dIn, elements: Array(a.elements[(q * r * dIn)..<((q + 1) * r * dIn)]))
+          let m = try gq.multiplied(by: aq, transposingSelf: true)
+          for i in 0..<(dOut * dIn) { weights.elements[q * dOut * dIn + i] = m.elements[i] * weightBlock.inverseEigenvalues.elements[i] }
+        }
+        var bias: Matrix? = nil
+        if let biasBlock = blocks.first(where: { $0.layerIndex == s.layerIndex && $0.isBias }) {
+          var b = Matrix(rows: nq, columns: dOut)
+          for q in 0..<nq {
+            for position in 0..<r {
+              for i in 0..<dOut { b.elements[q * dOut + i] += g.elements[(q * r + position) * dOut + i] }
+            }
+            for i in 0..<dOut { b.elements[q * dOut + i] *= biasBlock.inverseEigenvalues.elements[i] }
+          }
+          bias = b
+        }
+        layers[s.layerIndex] = PreconditionedLayer(outputBasis: weightBlock.outputBasis, inputBasis: weightBlock.inputBasis, weights: weights, bias: bias)
+      }
+      return layers
+    }
+    let gradients = try model.perExampleGradients(statistics)
+    let preconditioned = try precision?.applyPower(-1, toRows: gradients) ?? gradients
+    for s in statistics {
+      let dOut = s.outputGradients.shape[3], dIn = s.inputs.shape[2], offset = model.parameterOffsets[s.layerIndex]
+      var w = Matrix(rows: nq * dOut, columns: dIn)
+      var b = Matrix(rows: nq, columns: dOut)
+      for q in 0..<nq {
+        let row = q * model.parameterCount + offset
+        w.elements.replaceSubrange((q * dOut * dIn)..<((q + 1) * dOut * dIn), with: preconditioned.elements[row..<(row + dOut * dIn)])
+        if s.hasBias {
+          b.elements.replaceSubrange((q * dOut)..<((q + 1) * dOut), with: preconditioned.elements[(row + dOut * dIn)..<(row + dOut * dIn + dOut)])
+        }
+      }
+      layers[s.layerIndex] = PreconditionedLayer(outputBasis: nil, inputBasis: nil, weights: w, bias: s.hasBias ? b : nil)
+    }
+    return layers
+  }
+
   /// τ(z_q, z_j) for every query and training example (N_q × N).
+  ///
+  /// The queries are preconditioned once (`preconditionedQueries`). Then, per batch of training
+  /// examples, their layer statistics (inputs a, output-gradients g of the loss), rotated into the
+  /// same basis, meet all queries layer by layer without forming per-example gradients: for a
+  /// weight block
+  ///   Σ_{i,k} W_q[i,k] Σ_r g̃_{j,r}[i] ã_{j,r}[k]  =  Σ_{r,i} (Ã Wᵀ)[(j,r),(q,i)] · g̃_{j,r}[i],
+  /// one gemm (B·R × d_in)·(d_in × N_q·d_out) and a reduction; for a bias Σ_i W_q[i] Σ_r g̃_{j,r}[i].
   public func scores(
     model: Sequential, queries x: Tensor, targets: Targets?, measurement: InfluenceMeasurement = .loss,
     progress: ((Int, Int) -> Void)? = nil
   ) throws(BDLError) -> Matrix {
-    let queries = try queryGradients(model: model, queries: x, targets: targets, measurement: measurement)
-    let preconditioned = try precision?.applyPower(-1, toRows: queries) ?? queries
-    let n = trainCount, p = parameterCount, batch = gradientBatch(p)
-    try Validation.requireAllocatable(try Validation.product(x.count, n, "scores"), "scores")
-    var result = Matrix(rows: x.count, columns: n)
+    try requireModel(model)
+    try model.validateInput(x)
+    if let targets, targets.count != x.count { throw .shapeMismatch("\(targets.count) query targets for \(x.count) queries") }
+    let n = trainCount, nq = x.count
+    try Validation.requireAllocatable(try Validation.product(nq, n, "scores"), "scores")
+    let queryPass = try model.forwardPass(x)
+    let layers = try preconditionedQueries(
+      model: model, x: x, vectors: try measurement.outputVectors(queryPass.output, targets: targets, likelihood: likelihood))
+    // Batch so that the largest Ã Wᵀ product (B·R × N_q·d_out) stays within 2²⁴ doubles (128 MB):
+    // larger gemms run closer to the BLAS peak than `batchSize` alone would allow.
+    let widest = model.layers.indices.compactMap { i -> Int? in
+      guard let map = model.layers[i] as? any LinearMapLayer else { return nil }
+      return nq * map.outputDimension * (model.shapes[i + 1].reduce(1, *) / map.outputDimension)
+    }.max() ?? 1
+    let batch = max(1, min(max(batchSize, 1 << 10), (1 << 24) / max(widest, 1)))
+    var result = Matrix(rows: nq, columns: n)
     let size = trainInputs.exampleSize
     for start in stride(from: 0, to: n, by: batch) {
-      let end = min(start + batch, n)
-      let xb = try Tensor(shape: [end - start] + model.inputShape, elements: Array(trainInputs.elements[(start * size)..<(end * size)]))
-      let rows = try Self.gradientRows(model, xb) { (f) throws(BDLError) in try lossVectors(f, trainTargets.subset(start..<end)) }
-      let block = try preconditioned.multiplied(by: rows, transposingOther: true)  // N_q × batch
-      for q in 0..<x.count {
-        result.elements.replaceSubrange((q * n + start)..<(q * n + end), with: block.elements[(q * (end - start))..<((q + 1) * (end - start))])
+      let end = min(start + batch, n), count = end - start
+      let xb = try Tensor(shape: [count] + model.inputShape, elements: Array(trainInputs.elements[(start * size)..<(end * size)]))
+      let pass = try model.forwardPass(xb)
+      let statistics = try model.backward(pass, vectors: try lossVectors(pass.output, trainTargets.subset(start..<end)))
+      var block = Matrix(rows: nq, columns: count)
+      for s in statistics {
+        guard let layer = layers[s.layerIndex] else { continue }
+        let r = s.outputGradients.shape[2], dOut = s.outputGradients.shape[3], dIn = s.inputs.shape[2]
+        var a = try Matrix(rows: count * r, columns: dIn, elements: s.inputs.elements)
+        if let qa = layer.inputBasis { a = try a.multiplied(by: qa) }
+        var g = try Matrix(rows: count * r, columns: dOut, elements: s.outputGradients.elements)
+        if let qb = layer.outputBasis { g = try g.multiplied(by: qb) }
+        let y = try a.multiplied(by: layer.weights, transposingOther: true)  // (B·R) × (N_q·d_out)
+        y.elements.withUnsafeBufferPointer { yp in
+          g.elements.withUnsafeBufferPointer { gp in
+            for j in 0..<count {
+              for position in 0..<r {
+                let row = yp.baseAddress! + (j * r + position) * nq * dOut, gRow = gp.baseAddress! + (j * r + position) * dOut
+                for q in 0..<nq {
+                  var total = 0.0
+                  let yq = row + q * dOut
+                  for i in 0..<dOut { total += yq[i] * gRow[i] }
+                  block.elements[q * count + j] += total
+                }
+              }
+            }
+          }
+        }
+        if let bias = layer.bias {
+          var summed = Matrix(rows: count, columns: dOut)
+          for j in 0..<count {
+            for position in 0..<r {
+              for i in 0..<dOut { summed.elements[j * dOut + i] += g.elements[(j * r + position) * dOut + i] }
+            }
+          }
+          try block.add(try bias.multiplied(by: summed, transposingOther: true))
+        }
+      }
+      for q in 0..<nq {
+        result.elements.replaceSubrange((q * n + start)..<(q * n + end), with: block.elements[(q * count)..<((q + 1) * count)])
       }
       progress?(end, n)
     }
