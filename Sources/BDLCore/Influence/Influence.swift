@@ -159,9 +159,9 @@ public struct Influence: Sendable {
   /// block's eigenbasis, from the queries' layer statistics: W_q = (Σ_r Q_Bᵀ g_{q,r} a_{q,r}ᵀ Q_A) ∘ (1/d)
   /// — O(d_out·d_in) per query, no rotation back. Otherwise (G + λI)⁻¹ applied to the queries'
   /// gradients in the parameter basis.
-  func preconditionedQueries(model: Sequential, x: Tensor, vectors: Tensor) throws(BDLError) -> [Int: PreconditionedLayer] {
-    let nq = x.count
-    let statistics = try model.backward(try model.forwardPass(x), vectors: vectors)
+  func preconditionedQueries(model: Sequential, pass: Sequential.ForwardPass, vectors: Tensor) throws(BDLError) -> [Int: PreconditionedLayer] {
+    let nq = vectors.shape[0]
+    let statistics = try model.backward(pass, vectors: vectors)
     var layers: [Int: PreconditionedLayer] = [:]
     if let blocks = precision?.varianceBlocks(head: model) {
       for s in statistics {
@@ -231,15 +231,16 @@ public struct Influence: Sendable {
     try Validation.requireAllocatable(try Validation.product(nq, n, "scores"), "scores")
     let queryPass = try model.forwardPass(x)
     let layers = try preconditionedQueries(
-      model: model, x: x, vectors: try measurement.outputVectors(queryPass.output, targets: targets, likelihood: likelihood))
-    // Batch so that the largest Ã Wᵀ product (B·R × N_q·d_out) stays within 2²⁴ doubles (128 MB):
-    // larger gemms run closer to the BLAS peak than `batchSize` alone would allow.
+      model: model, pass: queryPass, vectors: try measurement.outputVectors(queryPass.output, targets: targets, likelihood: likelihood))
+    // Batches of `batchSize`, fewer if the largest Ã Wᵀ product (B·R × N_q·d_out) would exceed
+    // 2²⁴ doubles (128 MB).
     let widest = model.layers.indices.compactMap { i -> Int? in
       guard let map = model.layers[i] as? any LinearMapLayer else { return nil }
       return nq * map.outputDimension * (model.shapes[i + 1].reduce(1, *) / map.outputDimension)
     }.max() ?? 1
-    let batch = max(1, min(max(batchSize, 1 << 10), (1 << 24) / max(widest, 1)))
+    let batch = max(1, min(batchSize, (1 << 24) / max(widest, 1)))
     var result = Matrix(rows: nq, columns: n)
+    var workspace: [Double] = []
     let size = trainInputs.exampleSize
     for start in stride(from: 0, to: n, by: batch) {
       let end = min(start + batch, n), count = end - start
@@ -254,17 +255,31 @@ public struct Influence: Sendable {
         if let qa = layer.inputBasis { a = try a.multiplied(by: qa) }
         var g = try Matrix(rows: count * r, columns: dOut, elements: s.outputGradients.elements)
         if let qb = layer.outputBasis { g = try g.multiplied(by: qb) }
-        let y = try a.multiplied(by: layer.weights, transposingOther: true)  // (B·R) × (N_q·d_out)
-        y.elements.withUnsafeBufferPointer { yp in
+        // Y = Ã·Wᵀ, (B·R) × (N_q·d_out), into the reused workspace (fresh pages would be zeroed by
+        // the kernel on first touch every batch: ~0.1 s per GB).
+        let rows = count * r, columns = nq * dOut
+        if workspace.count < rows * columns { workspace = [Double](repeating: 0, count: rows * columns) }
+        try a.elements.withUnsafeBufferPointer { ap throws(BDLError) in
+          try layer.weights.elements.withUnsafeBufferPointer { wp throws(BDLError) in
+            try workspace.withUnsafeMutableBufferPointer { yp throws(BDLError) in
+              try BLAS.gemm(
+                transposeA: false, transposeB: true, m: rows, n: columns, k: a.columns, alpha: 1, a: ap.baseAddress!,
+                lda: a.columns, b: wp.baseAddress!, ldb: a.columns, beta: 0, c: yp.baseAddress!, ldc: columns)
+            }
+          }
+        }
+        workspace.withUnsafeBufferPointer { yp in
           g.elements.withUnsafeBufferPointer { gp in
-            for j in 0..<count {
-              for position in 0..<r {
-                let row = yp.baseAddress! + (j * r + position) * nq * dOut, gRow = gp.baseAddress! + (j * r + position) * dOut
-                for q in 0..<nq {
-                  var total = 0.0
-                  let yq = row + q * dOut
-                  for i in 0..<dOut { total += yq[i] * gRow[i] }
-                  block.elements[q * count + j] += total
+            block.elements.withUnsafeMutableBufferPointer { bp in
+              for j in 0..<count {
+                for position in 0..<r {
+                  let row = yp.baseAddress! + (j * r + position) * columns, gRow = gp.baseAddress! + (j * r + position) * dOut
+                  for q in 0..<nq {
+                    var total = 0.0
+                    let yq = row + q * dOut
+                    for i in 0..<dOut { total += yq[i] * gRow[i] }
+                    bp[q * count + j] += total
+                  }
                 }
               }
             }
