@@ -1068,6 +1068,30 @@ BDL_API bdl_status bdl_influence_self(const bdl_influence *influence, const bdl_
                                       bdl_pass_progress_fn progress, void *user_data,
                                       double *out_scores, int64_t capacity);
 
+/** One layer's statistics captured by the caller: a (n, positions, d_in) and g (n, 1, positions,
+ *  d_out), row-major (positions = 1 for a plain dense layer). */
+typedef struct bdl_layer_data {
+  const double *a;
+  const double *g;
+  int64_t positions;
+} bdl_layer_data;
+
+/**
+ * Pairwise scores for a model that lives elsewhere (e.g. in PyTorch): per K-FAC layer of
+ * `curvature` (K-FAC or EK-FAC, e.g. bdl_kfac_accumulator_finalize of the training statistics)
+ * the queries' statistics (g: output-gradients of the measurement) and the training examples'
+ * (g: of the loss), layer i of the arrays ↔ layer i of the curvature; both arrays hold n_layers
+ * entries, which must equal the curvature's layer count (BDL_SHAPE_MISMATCH otherwise). damping as
+ * bdl_influence_params (relative_damping 1: damping × the mean eigenvalue of each block).
+ * out_scores: n_queries·n_train doubles (row q). Call per batch of training examples for more.
+ * @return BDL_OK; BDL_WRONG_STATE (not a K-FAC/EK-FAC curvature); BDL_SHAPE_MISMATCH;
+ *         BDL_INVALID_ARGUMENT (NULL, sizes, damping < 0); BDL_NON_FINITE_INPUT.
+ */
+BDL_API bdl_status bdl_influence_scores_from_statistics(
+    const bdl_curvature *curvature, double damping, int32_t relative_damping, int64_t n_layers,
+    const bdl_layer_data *queries, int64_t n_queries, const bdl_layer_data *train, int64_t n_train,
+    double *out_scores, int64_t capacity);
+
 /**
  * Per row of `scores` (n_rows × n_cols), the column indices of the k largest scores (most helpful)
  * and of the k smallest (most harmful), in order, ties to the lower index: n_rows·k int64 each;

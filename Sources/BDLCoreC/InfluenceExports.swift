@@ -143,6 +143,48 @@ public func bdl_influence_self(
   }
 }
 
+/// The statistics of the curvature's layers from a caller's `bdl_layer_data` array.
+private func capturedStatistics(
+  _ data: UnsafePointer<bdl_layer_data>?, count n: Int, kfac: KFAC, _ name: String
+) throws(BDLError) -> [Sequential.LayerStatistics] {
+  guard let data else { throw .invalidArgument("\(name) is NULL") }
+  return try kfac.blocks.filter { !$0.isBias }.enumerated().map { (i, block) throws(BDLError) in
+    let entry = data[i]
+    let r = try Arguments.size(entry.positions, "\(name)[\(i)].positions")
+    let (dIn, dOut) = (block.factors.inputOrder, block.factors.outputOrder)
+    let a = try Arguments.array(entry.a, count: try Arguments.product([n, r, dIn], "\(name)[\(i)] a size"), "\(name)[\(i)].a")
+    let g = try Arguments.array(entry.g, count: try Arguments.product([n, r, dOut], "\(name)[\(i)] g size"), "\(name)[\(i)].g")
+    return try Sequential.LayerStatistics(
+      capturedAt: i, inputs: try Tensor(shape: [n, r, dIn], elements: a), outputGradients: try Tensor(shape: [n, 1, r, dOut], elements: g),
+      hasBias: kfac.blocks.contains { $0.isBias && $0.layerIndex == block.layerIndex })
+  }
+}
+
+@c @implementation
+public func bdl_influence_scores_from_statistics(
+  _ curvature: OpaquePointer!, _ damping: Double, _ relativeDamping: Int32, _ nLayers: Int64, _ queries: UnsafePointer<bdl_layer_data>!,
+  _ nQueries: Int64, _ train: UnsafePointer<bdl_layer_data>!, _ nTrain: Int64, _ outScores: UnsafeMutablePointer<Double>!,
+  _ capacity: Int64
+) -> bdl_status {
+  exported { () throws(BDLError) in
+    guard let kfac = try curvatureHandle(curvature).kfac else {
+      throw .wrongState("influence from statistics needs a K-FAC or EK-FAC curvature")
+    }
+    guard relativeDamping == 0 || relativeDamping == 1 else { throw .invalidArgument("relative_damping = \(relativeDamping); it must be 0 or 1") }
+    let layers = kfac.blocks.filter { !$0.isBias }.count
+    guard nLayers == Int64(layers) else {
+      throw .shapeMismatch("n_layers = \(nLayers); the curvature has \(layers) layers")
+    }
+    let nq = try Arguments.size(nQueries, "n_queries"), nt = try Arguments.size(nTrain, "n_train")
+    let out = try Arguments.output(outScores, capacity: capacity, needed: try Arguments.product([nq, nt], "n_queries·n_train"), "out_scores")
+    let scores = try Influence.scores(
+      curvature: kfac, damping: relativeDamping == 1 ? .relative(damping) : .absolute(damping),
+      queries: try capturedStatistics(queries, count: nq, kfac: kfac, "queries"),
+      training: try capturedStatistics(train, count: nt, kfac: kfac, "train"))
+    out.write(scores.elements)
+  }
+}
+
 @c @implementation
 public func bdl_influence_top_k(
   _ scores: UnsafePointer<Double>!, _ nRows: Int64, _ nCols: Int64, _ k: Int64, _ outHelpful: UnsafeMutablePointer<Int64>!,

@@ -186,6 +186,39 @@ struct InfluenceTests {
     #expect(lds[.ggn]! > lds[.identity]!, "exact Hessian \(lds[.ggn]!) vs gradient dot products \(lds[.identity]!)")
   }
 
+  @Test("from captured statistics and a K-FAC/EK-FAC curvature: the same scores as the engine's")
+  func fromStatistics() throws {
+    let (model, x, labels, xq, queryLabels) = try Self.problem()
+    func statistics(_ inputs: Tensor, _ labels: [Int]) throws -> [Sequential.LayerStatistics] {
+      let pass = try model.forwardPass(inputs)
+      let v = try CategoricalLikelihood().outputGradient(pass.output, .classes(labels))
+      // Relabelled as a caller would have them: entry i is the i-th linear layer.
+      return try model.backward(pass, vectors: v).enumerated().map { i, s in
+        try Sequential.LayerStatistics(capturedAt: i, inputs: s.inputs, outputGradients: s.outputGradients, hasBias: s.hasBias)
+      }
+    }
+    let queries = try statistics(xq, queryLabels), training = try statistics(x, labels)
+    for corrected in [false, true] {
+      let kfac = corrected
+        ? try KFAC.fitEigenvalueCorrected(model: model, inputs: x, targets: .classes(labels), likelihood: CategoricalLikelihood())
+        : try KFAC.fit(model: model, inputs: x, targets: .classes(labels), likelihood: CategoricalLikelihood())
+      for damping in [Influence.Damping.absolute(0.3), .relative(0.1)] {
+        let engine = try Influence.fit(
+          model: model, inputs: x, targets: .classes(labels), likelihood: .classification, curvature: corrected ? .ekfac : .kfac, damping: damping)
+        let expected = try engine.scores(model: model, queries: xq, targets: .classes(queryLabels))
+        let captured = try Influence.scores(curvature: kfac, damping: damping, queries: queries, training: training)
+        expectClose(captured.elements, expected.elements, tolerance: 1e-12, "\(corrected ? "EK-FAC" : "K-FAC") \(damping)")
+      }
+    }
+    let kfac = try KFAC.fit(model: model, inputs: x, targets: .classes(labels), likelihood: CategoricalLikelihood())
+    #expect(throws: BDLError.self) { _ = try Influence.scores(curvature: kfac, damping: .absolute(1), queries: Array(queries.prefix(1)), training: training) }
+    #expect(throws: BDLError.self) { _ = try Influence.scores(curvature: kfac, damping: .absolute(1), queries: training.reversed(), training: training) }
+    #expect(throws: BDLError.self) { _ = try Influence.scores(curvature: kfac, damping: .absolute(-1), queries: queries, training: training) }
+    #expect(throws: BDLError.self) {
+      _ = try Sequential.LayerStatistics(capturedAt: 0, inputs: Tensor(shape: [2, 1, 3]), outputGradients: Tensor(shape: [3, 1, 1, 4]), hasBias: true)
+    }
+  }
+
   @Test("bad input: clear errors")
   func badInput() throws {
     let (model, x, labels, xq, queryLabels) = try Self.problem()

@@ -164,35 +164,7 @@ public struct Influence: Sendable {
     let statistics = try model.backward(pass, vectors: vectors)
     var layers: [Int: PreconditionedLayer] = [:]
     if let blocks = precision?.varianceBlocks(head: model) {
-      for s in statistics {
-        let r = s.outputGradients.shape[2], dOut = s.outputGradients.shape[3], dIn = s.inputs.shape[2]
-        guard let weightBlock = blocks.first(where: { $0.layerIndex == s.layerIndex && !$0.isBias }) else { continue }
-        var g = try Matrix(rows: nq * r, columns: dOut, elements: s.outputGradients.elements)
-        if let qb = weightBlock.outputBasis { g = try g.multiplied(by: qb) }
-        var a = try Matrix(rows: nq * r, columns: dIn, elements: s.inputs.elements)
-        if let qa = weightBlock.inputBasis { a = try a.multiplied(by: qa) }
-        var weights = Matrix(rows: nq * dOut, columns: dIn)
-        for q in 0..<nq {
-          // Σ_r g̃_{q,r} ã_{q,r}ᵀ (d_out × d_in), then ∘ 1/d.
-          let gq = try Matrix(rows: r, columns: dOut, elements: Array(g.elements[(q * r * dOut)..<((q + 1) * r * dOut)]))
-          let aq = try Matrix(rows: r, columns: dIn, elements: Array(a.elements[(q * r * dIn)..<((q + 1) * r * dIn)]))
-          let m = try gq.multiplied(by: aq, transposingSelf: true)
-          for i in 0..<(dOut * dIn) { weights.elements[q * dOut * dIn + i] = m.elements[i] * weightBlock.inverseEigenvalues.elements[i] }
-        }
-        var bias: Matrix? = nil
-        if let biasBlock = blocks.first(where: { $0.layerIndex == s.layerIndex && $0.isBias }) {
-          var b = Matrix(rows: nq, columns: dOut)
-          for q in 0..<nq {
-            for position in 0..<r {
-              for i in 0..<dOut { b.elements[q * dOut + i] += g.elements[(q * r + position) * dOut + i] }
-            }
-            for i in 0..<dOut { b.elements[q * dOut + i] *= biasBlock.inverseEigenvalues.elements[i] }
-          }
-          bias = b
-        }
-        layers[s.layerIndex] = PreconditionedLayer(outputBasis: weightBlock.outputBasis, inputBasis: weightBlock.inputBasis, weights: weights, bias: bias)
-      }
-      return layers
+      return try Self.preconditioned(statistics, blocks: blocks)
     }
     let gradients = try model.perExampleGradients(statistics)
     let preconditioned = try precision?.applyPower(-1, toRows: gradients) ?? gradients
@@ -210,6 +182,104 @@ public struct Influence: Sendable {
       layers[s.layerIndex] = PreconditionedLayer(outputBasis: nil, inputBasis: nil, weights: w, bias: s.hasBias ? b : nil)
     }
     return layers
+  }
+
+  /// The block path of `preconditionedQueries`: per layer W_q = (Σ_r Q_Bᵀ g_{q,r} a_{q,r}ᵀ Q_A) ∘ (1/d)
+  /// from the queries' statistics (a (N_q, R, d_in), g (N_q, 1, R, d_out)).
+  static func preconditioned(_ statistics: [Sequential.LayerStatistics], blocks: [VarianceBlock]) throws(BDLError) -> [Int: PreconditionedLayer] {
+    var layers: [Int: PreconditionedLayer] = [:]
+    for s in statistics {
+      let nq = s.outputGradients.shape[0], r = s.outputGradients.shape[2], dOut = s.outputGradients.shape[3], dIn = s.inputs.shape[2]
+      guard let weightBlock = blocks.first(where: { $0.layerIndex == s.layerIndex && !$0.isBias }) else {
+        throw .shapeMismatch("no curvature block for layer \(s.layerIndex)")
+      }
+      guard weightBlock.inverseEigenvalues.rows == dOut, weightBlock.inverseEigenvalues.columns == dIn else {
+        throw .shapeMismatch("layer \(s.layerIndex): statistics have d_out = \(dOut), d_in = \(dIn); the curvature block is \(weightBlock.inverseEigenvalues.rows) × \(weightBlock.inverseEigenvalues.columns)")
+      }
+      var g = try Matrix(rows: nq * r, columns: dOut, elements: s.outputGradients.elements)
+      if let qb = weightBlock.outputBasis { g = try g.multiplied(by: qb) }
+      var a = try Matrix(rows: nq * r, columns: dIn, elements: s.inputs.elements)
+      if let qa = weightBlock.inputBasis { a = try a.multiplied(by: qa) }
+      var weights = Matrix(rows: nq * dOut, columns: dIn)
+      for q in 0..<nq {
+        // Σ_r g̃_{q,r} ã_{q,r}ᵀ (d_out × d_in), then ∘ 1/d.
+        let gq = try Matrix(rows: r, columns: dOut, elements: Array(g.elements[(q * r * dOut)..<((q + 1) * r * dOut)]))
+        let aq = try Matrix(rows: r, columns: dIn, elements: Array(a.elements[(q * r * dIn)..<((q + 1) * r * dIn)]))
+        let m = try gq.multiplied(by: aq, transposingSelf: true)
+        for i in 0..<(dOut * dIn) { weights.elements[q * dOut * dIn + i] = m.elements[i] * weightBlock.inverseEigenvalues.elements[i] }
+      }
+      var bias: Matrix? = nil
+      if let biasBlock = blocks.first(where: { $0.layerIndex == s.layerIndex && $0.isBias }) {
+        var b = Matrix(rows: nq, columns: dOut)
+        for q in 0..<nq {
+          for position in 0..<r {
+            for i in 0..<dOut { b.elements[q * dOut + i] += g.elements[(q * r + position) * dOut + i] }
+          }
+          for i in 0..<dOut { b.elements[q * dOut + i] *= biasBlock.inverseEigenvalues.elements[i] }
+        }
+        bias = b
+      }
+      layers[s.layerIndex] = PreconditionedLayer(outputBasis: weightBlock.outputBasis, inputBasis: weightBlock.inputBasis, weights: weights, bias: bias)
+    }
+    return layers
+  }
+
+  /// Σ over layers of ⟨W_q, Σ_r g̃_{j,r} ã_{j,r}ᵀ⟩ (+ bias terms) for the training examples of one
+  /// batch of statistics (a (B, R, d_in), g (B, 1, R, d_out)): an N_q × B block of scores.
+  static func contract(
+    _ layers: [Int: PreconditionedLayer], with statistics: [Sequential.LayerStatistics], queries nq: Int,
+    workspace: inout [Double]
+  ) throws(BDLError) -> Matrix {
+    let count = statistics.first?.inputs.shape[0] ?? 0
+    var block = Matrix(rows: nq, columns: count)
+    for s in statistics {
+      guard let layer = layers[s.layerIndex] else { continue }
+      let r = s.outputGradients.shape[2], dOut = s.outputGradients.shape[3], dIn = s.inputs.shape[2]
+      var a = try Matrix(rows: count * r, columns: dIn, elements: s.inputs.elements)
+      if let qa = layer.inputBasis { a = try a.multiplied(by: qa) }
+      var g = try Matrix(rows: count * r, columns: dOut, elements: s.outputGradients.elements)
+      if let qb = layer.outputBasis { g = try g.multiplied(by: qb) }
+      // Y = Ã·Wᵀ, (B·R) × (N_q·d_out), into the reused workspace (fresh pages would be zeroed by
+      // the kernel on first touch every batch: ~0.1 s per GB).
+      let rows = count * r, columns = nq * dOut
+      if workspace.count < rows * columns { workspace = [Double](repeating: 0, count: rows * columns) }
+      try a.elements.withUnsafeBufferPointer { ap throws(BDLError) in
+        try layer.weights.elements.withUnsafeBufferPointer { wp throws(BDLError) in
+          try workspace.withUnsafeMutableBufferPointer { yp throws(BDLError) in
+            try BLAS.gemm(
+              transposeA: false, transposeB: true, m: rows, n: columns, k: a.columns, alpha: 1, a: ap.baseAddress!,
+              lda: a.columns, b: wp.baseAddress!, ldb: a.columns, beta: 0, c: yp.baseAddress!, ldc: columns)
+          }
+        }
+      }
+      workspace.withUnsafeBufferPointer { yp in
+        g.elements.withUnsafeBufferPointer { gp in
+          block.elements.withUnsafeMutableBufferPointer { bp in
+            for j in 0..<count {
+              for position in 0..<r {
+                let row = yp.baseAddress! + (j * r + position) * columns, gRow = gp.baseAddress! + (j * r + position) * dOut
+                for q in 0..<nq {
+                  var total = 0.0
+                  let yq = row + q * dOut
+                  for i in 0..<dOut { total += yq[i] * gRow[i] }
+                  bp[q * count + j] += total
+                }
+              }
+            }
+          }
+        }
+      }
+      if let bias = layer.bias {
+        var summed = Matrix(rows: count, columns: dOut)
+        for j in 0..<count {
+          for position in 0..<r {
+            for i in 0..<dOut { summed.elements[j * dOut + i] += g.elements[(j * r + position) * dOut + i] }
+          }
+        }
+        try block.add(try bias.multiplied(by: summed, transposingOther: true))
+      }
+    }
+    return block
   }
 
   /// τ(z_q, z_j) for every query and training example (N_q × N).
@@ -247,54 +317,7 @@ public struct Influence: Sendable {
       let xb = try Tensor(shape: [count] + model.inputShape, elements: Array(trainInputs.elements[(start * size)..<(end * size)]))
       let pass = try model.forwardPass(xb)
       let statistics = try model.backward(pass, vectors: try lossVectors(pass.output, trainTargets.subset(start..<end)))
-      var block = Matrix(rows: nq, columns: count)
-      for s in statistics {
-        guard let layer = layers[s.layerIndex] else { continue }
-        let r = s.outputGradients.shape[2], dOut = s.outputGradients.shape[3], dIn = s.inputs.shape[2]
-        var a = try Matrix(rows: count * r, columns: dIn, elements: s.inputs.elements)
-        if let qa = layer.inputBasis { a = try a.multiplied(by: qa) }
-        var g = try Matrix(rows: count * r, columns: dOut, elements: s.outputGradients.elements)
-        if let qb = layer.outputBasis { g = try g.multiplied(by: qb) }
-        // Y = Ã·Wᵀ, (B·R) × (N_q·d_out), into the reused workspace (fresh pages would be zeroed by
-        // the kernel on first touch every batch: ~0.1 s per GB).
-        let rows = count * r, columns = nq * dOut
-        if workspace.count < rows * columns { workspace = [Double](repeating: 0, count: rows * columns) }
-        try a.elements.withUnsafeBufferPointer { ap throws(BDLError) in
-          try layer.weights.elements.withUnsafeBufferPointer { wp throws(BDLError) in
-            try workspace.withUnsafeMutableBufferPointer { yp throws(BDLError) in
-              try BLAS.gemm(
-                transposeA: false, transposeB: true, m: rows, n: columns, k: a.columns, alpha: 1, a: ap.baseAddress!,
-                lda: a.columns, b: wp.baseAddress!, ldb: a.columns, beta: 0, c: yp.baseAddress!, ldc: columns)
-            }
-          }
-        }
-        workspace.withUnsafeBufferPointer { yp in
-          g.elements.withUnsafeBufferPointer { gp in
-            block.elements.withUnsafeMutableBufferPointer { bp in
-              for j in 0..<count {
-                for position in 0..<r {
-                  let row = yp.baseAddress! + (j * r + position) * columns, gRow = gp.baseAddress! + (j * r + position) * dOut
-                  for q in 0..<nq {
-                    var total = 0.0
-                    let yq = row + q * dOut
-                    for i in 0..<dOut { total += yq[i] * gRow[i] }
-                    bp[q * count + j] += total
-                  }
-                }
-              }
-            }
-          }
-        }
-        if let bias = layer.bias {
-          var summed = Matrix(rows: count, columns: dOut)
-          for j in 0..<count {
-            for position in 0..<r {
-              for i in 0..<dOut { summed.elements[j * dOut + i] += g.elements[(j * r + position) * dOut + i] }
-            }
-          }
-          try block.add(try bias.multiplied(by: summed, transposingOther: true))
-        }
-      }
+      let block = try Self.contract(layers, with: statistics, queries: nq, workspace: &workspace)
       for q in 0..<nq {
         result.elements.replaceSubrange((q * n + start)..<(q * n + end), with: block.elements[(q * count)..<((q + 1) * count)])
       }

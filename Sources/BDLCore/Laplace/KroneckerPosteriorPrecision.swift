@@ -180,17 +180,22 @@ struct KroneckerPosteriorPrecision: PosteriorPrecision {
   /// its parameters (a posterior from a caller's accumulator may number its layers differently;
   /// then nil, and the Jacobian path is used).
   func varianceBlocks(head: Sequential) -> [VarianceBlock]? {
-    var result: [VarianceBlock] = []
     for block in blocks {
       let (nb, na) = (block.factors.outputOrder, block.factors.inputOrder)
       guard head.linearMap(at: block.layerIndex, holds: block.parameters, outputs: nb, inputs: na, bias: block.isBias) else { return nil }
+    }
+    return blocksInEigenbasis()
+  }
+
+  /// Every block with its eigenbasis and 1/d, labelled by its own layer index.
+  func blocksInEigenbasis() -> [VarianceBlock] {
+    blocks.map { block in
       var inverse = block.values
       for i in inverse.elements.indices { inverse.elements[i] = 1 / inverse.elements[i] }
-      result.append(VarianceBlock(
+      return VarianceBlock(
         layerIndex: block.layerIndex, isBias: block.isBias, outputBasis: block.factors.b.eigenvectors,
-        inputBasis: block.isBias ? nil : block.factors.a.eigenvectors, inverseEigenvalues: inverse))
+        inputBasis: block.isBias ? nil : block.factors.a.eigenvectors, inverseEigenvalues: inverse)
     }
-    return result
   }
 
   func applyPower(_ e: Double, toRows x: Matrix) throws(BDLError) -> Matrix {

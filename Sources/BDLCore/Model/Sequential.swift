@@ -140,6 +140,24 @@ public struct Sequential: Sendable {
     public let inputs: Tensor
     public let outputGradients: Tensor
     public let hasBias: Bool
+
+    init(layerIndex: Int, inputs: Tensor, outputGradients: Tensor, hasBias: Bool) {
+      self.layerIndex = layerIndex
+      self.inputs = inputs
+      self.outputGradients = outputGradients
+      self.hasBias = hasBias
+    }
+
+    /// Statistics captured outside the engine: a (N, R, d_in) and g (N, K, R, d_out), finite.
+    /// - Throws: `.shapeMismatch` for other ranks or disagreeing N and R, `.nonFiniteInput`.
+    public init(capturedAt layerIndex: Int, inputs a: Tensor, outputGradients g: Tensor, hasBias: Bool) throws(BDLError) {
+      guard a.shape.count == 3, g.shape.count == 4, a.shape[0] == g.shape[0], a.shape[1] == g.shape[2] else {
+        throw .shapeMismatch("layer \(layerIndex): a has shape \(Tensor.describe(a.shape)) and g \(Tensor.describe(g.shape)); expected (N, R, d_in) and (N, K, R, d_out)")
+      }
+      try Validation.requireFinite(a.elements, "a of layer \(layerIndex)")
+      try Validation.requireFinite(g.elements, "g of layer \(layerIndex)")
+      self.init(layerIndex: layerIndex, inputs: a, outputGradients: g, hasBias: hasBias)
+    }
   }
 
   /// Backpropagates K vectors per example through the network: V (N, K, C) gives, for every

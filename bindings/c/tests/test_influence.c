@@ -84,6 +84,42 @@ int main(void) {
     }
   CHECK(worst < 1e-10, "K-FAC scores vs the dense solve: %g", worst);
 
+  /* The same scores from captured statistics (as a PyTorch user would pass them) and the curvature. */
+  {
+    double f[N * C], V[N * C];
+    static double aq[2][Q * 4], gq[2][Q * 4], at[2][N * 4], gt[2][N * 4];
+    bdl_layer_data query_data[2], train_data[2];
+    const double *inputs[2] = {Xq, X};
+    const double *labels[2] = {yq, y};
+    const int counts[2] = {Q, N};
+    for (int set = 0; set < 2; ++set) {
+      int n = counts[set];
+      bdl_model_forward(model, inputs[set], n, f, n * C);
+      for (int i = 0; i < n; ++i) {
+        double largest = f[i * C], total = 0;
+        for (int c = 1; c < C; ++c) largest = fmax(largest, f[i * C + c]);
+        for (int c = 0; c < C; ++c) total += exp(f[i * C + c] - largest);
+        for (int c = 0; c < C; ++c) V[i * C + c] = exp(f[i * C + c] - largest) / total - (c == (int)labels[set][i]);
+      }
+      bdl_layer_statistics *statistics = NULL;
+      CHECK_STATUS(bdl_model_backward_vectors(model, inputs[set], n, V, 1, &statistics), BDL_OK, "");
+      for (int layer = 0; layer < 2; ++layer) {
+        double *a = set == 0 ? aq[layer] : at[layer], *g = set == 0 ? gq[layer] : gt[layer];
+        CHECK_STATUS(bdl_layer_statistics_get(statistics, layer, a, N * 4, g, N * 4), BDL_OK, "");
+        bdl_layer_data entry = {.a = a, .g = g, .positions = 1};
+        if (set == 0) query_data[layer] = entry; else train_data[layer] = entry;
+      }
+      bdl_layer_statistics_free(statistics);
+    }
+    static double captured[Q * N];
+    CHECK_STATUS(bdl_influence_scores_from_statistics(curvature, lambda, 0, 2, query_data, Q, train_data, N, captured, Q * N), BDL_OK, "");
+    CHECK(max_relative_error(captured, scores, Q * N) < 1e-12, "captured statistics reproduce the engine's K-FAC scores");
+    CHECK_STATUS(bdl_influence_scores_from_statistics(curvature, -1, 0, 2, query_data, Q, train_data, N, captured, Q * N), BDL_INVALID_ARGUMENT, "damping");
+    CHECK_STATUS(bdl_influence_scores_from_statistics(curvature, lambda, 0, 2, NULL, Q, train_data, N, captured, Q * N), BDL_INVALID_ARGUMENT, "queries is NULL");
+    CHECK_STATUS(bdl_influence_scores_from_statistics(curvature, lambda, 0, 2, query_data, Q, train_data, N, captured, N), BDL_SHAPE_MISMATCH, "capacity");
+    CHECK_STATUS(bdl_influence_scores_from_statistics(curvature, lambda, 0, 1, query_data, Q, train_data, N, captured, Q * N), BDL_SHAPE_MISMATCH, "n_layers = 1");
+  }
+
   /* Self-influence = diag of the training-set scores (EK-FAC, relative damping). */
   bdl_influence *ekfac = fit(model, X, y, BDL_INFLUENCE_EKFAC, 1, 0.1);
   static double train_scores[N * N], self[N];

@@ -462,6 +462,12 @@ class bdl_evidence_optimum(Structure):
     ]
 
 
+class bdl_layer_data(Structure):
+    """Mirror of ``bdl_layer_data``: one layer's captured statistics (pointers into caller arrays)."""
+
+    _fields_ = [("a", POINTER(c_double)), ("g", POINTER(c_double)), ("positions", c_int64)]
+
+
 class bdl_influence_params(Structure):
     """Mirror of ``bdl_influence_params``, field by field; fill with ``bdl_influence_params_init``."""
 
@@ -976,6 +982,16 @@ _declare("bdl_influence_damping", bdl_status, [_handle, _dptr, c_int64])
 #                               bdl_pass_progress_fn progress, void *user_data,
 #                               double *out_scores, int64_t capacity);
 _declare("bdl_influence_self", bdl_status, [_handle, _handle, BDL_PASS_PROGRESS_FN, c_void_p, _dptr, c_int64])
+
+# bdl_status bdl_influence_scores_from_statistics(
+#     const bdl_curvature *curvature, double damping, int32_t relative_damping, int64_t n_layers,
+#     const bdl_layer_data *queries, int64_t n_queries, const bdl_layer_data *train, int64_t n_train,
+#     double *out_scores, int64_t capacity);
+_declare(
+    "bdl_influence_scores_from_statistics",
+    bdl_status,
+    [_handle, c_double, c_int32, c_int64, POINTER(bdl_layer_data), c_int64, POINTER(bdl_layer_data), c_int64, _dptr, c_int64],
+)
 
 # bdl_status bdl_influence_top_k(const double *scores, int64_t n_rows, int64_t n_cols,
 #                                int64_t k, int64_t *out_helpful, int64_t *out_harmful);

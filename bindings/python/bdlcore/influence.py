@@ -253,6 +253,78 @@ def _require_model(model) -> Sequential:
 
 
 # ---------------------------------------------------------------------------------------------
+# From statistics captured elsewhere
+# ---------------------------------------------------------------------------------------------
+
+
+def _layer_data(statistics, what: str):
+    """(bdl_layer_data array, the arrays it points into, n) from [(a, g), …] per layer."""
+    entries, keep, n = [], [], None
+    for i, pair in enumerate(statistics):
+        a, g = (np.ascontiguousarray(x, dtype=np.float64) for x in pair)
+        if a.ndim == 2:
+            a = a[:, None, :]
+        if g.ndim == 2:
+            g = g[:, None, :]
+        if g.ndim == 4:
+            if g.shape[1] != 1:
+                raise ShapeMismatchError(f"{what}[{i}]: g has {g.shape[1]} vectors per example; influence needs one")
+            g = g[:, 0]
+        if a.ndim != 3 or g.ndim != 3 or a.shape[:2] != g.shape[:2]:
+            raise ShapeMismatchError(
+                f"{what}[{i}]: a {np.shape(pair[0])} and g {np.shape(pair[1])}; expected (n, [R,] d_in) and (n, [1,] [R,] d_out)"
+            )
+        if n is not None and a.shape[0] != n:
+            raise ShapeMismatchError(f"{what}: layer {i} has {a.shape[0]} examples, layer 0 has {n}")
+        n = a.shape[0]
+        a, g = np.ascontiguousarray(a), np.ascontiguousarray(g)
+        keep += [a, g]
+        entries.append(_lib.bdl_layer_data(_ptr(a), _ptr(g), a.shape[1]))
+    if not entries:
+        raise ShapeMismatchError(f"{what}: no layers")
+    return (_lib.bdl_layer_data * len(entries))(*entries), keep, n
+
+
+def scores_from_statistics(curvature, query_statistics, train_statistics, damping: float = 0.1,
+                           relative_damping: bool = True) -> np.ndarray:
+    r"""τ(z_q, z_j) for a model that lives elsewhere (e.g. PyTorch), from captured statistics.
+
+    ``curvature`` is a :class:`~bdlcore.KFAC` or :class:`~bdlcore.EKFAC` (or a
+    :class:`~bdlcore.KFACAccumulator` fed with the training statistics, finalized here) of the
+    same layers. ``query_statistics`` and ``train_statistics`` hold, per layer in the curvature's
+    order, a pair (a, g): a (n, R, d_in) the layer inputs and g (n, R, d_out) the output-gradients —
+    of the query measurement (e.g. the loss at the query's label) for the queries, of the loss for
+    training examples (R may be omitted for plain dense layers). Damping as :class:`Influence`.
+    Returns (n_query, n_train); call once per batch of training examples for more columns. The
+    same definition and sign as :class:`Influence`.
+
+    Raises:
+        WrongStateError: the curvature has no Kronecker factors (DiagGGN, GGN).
+        ShapeMismatchError: layer counts, widths or example counts disagree.
+    """
+    from .curvature import KFAC, KFACAccumulator, _KroneckerCurvature
+
+    if isinstance(curvature, KFACAccumulator):
+        with KFAC._from_handle(curvature._finalize_handle()) as finalised:
+            return scores_from_statistics(finalised, query_statistics, train_statistics, damping, relative_damping)
+    if not isinstance(curvature, _KroneckerCurvature):
+        raise TypeError(f"curvature: expected a bdlcore KFAC, EKFAC or KFACAccumulator, got {type(curvature).__name__}")
+    query_list, train_list = list(query_statistics), list(train_statistics)
+    if len(query_list) != len(train_list):
+        raise ShapeMismatchError(f"{len(query_list)} query and {len(train_list)} training layers")
+    queries, keep_q, nq = _layer_data(query_list, "query_statistics")
+    train, keep_t, nt = _layer_data(train_list, "train_statistics")
+    out = np.empty((nq, nt), dtype=np.float64)
+    with curvature._use() as handle:
+        _check(_lib.lib.bdl_influence_scores_from_statistics(
+            handle, _float(damping, "damping"), _bool_flag(relative_damping, "relative_damping"), len(query_list),
+            queries, nq, train, nt,
+            _ptr(out), out.size))
+    del keep_q, keep_t
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Top-k
 # ---------------------------------------------------------------------------------------------
 

@@ -171,7 +171,8 @@ CTYPES_OF_FIELD = dict(CTYPES_OF, uint64_t=ctypes.c_uint64)
 
 @pytest.mark.parametrize(
     "struct",
-    [_lib.bdl_layer_spec, _lib.bdl_train_params, _lib.bdl_train_progress, _lib.bdl_curvature_params, _lib.bdl_influence_params],
+    [_lib.bdl_layer_spec, _lib.bdl_train_params, _lib.bdl_train_progress, _lib.bdl_curvature_params, _lib.bdl_influence_params,
+     _lib.bdl_layer_data],
 )
 def test_network_structs_mirror_header(struct):
     header = header_struct_declarations(struct.__name__)

@@ -723,3 +723,27 @@ def test_damping_reports_lambda_per_parameter(classification, curvature):
     for relative in (True, False):
         with Influence(net, X, y, curvature=curvature, damping=0.2, relative_damping=relative, progress=False) as influence:
             assert_close(influence.damping, damping_vector(net, G, 0.2, relative), f"{curvature} λ relative={relative}", 1e-12)
+
+
+@pytest.mark.parametrize("curvature", ["kfac", "ekfac"])
+@pytest.mark.parametrize("relative", [True, False])
+def test_scores_from_captured_statistics_equal_the_engine(classification, curvature, relative):
+    """A PyTorch user's route: per-layer (a, g) captured with hooks + a K-FAC/EK-FAC curvature."""
+    net, X, y, Xq, yq = classification
+    def statistics(inputs, labels):
+        V = loss_cotangent(net, inputs, labels)[:, None, :]
+        return [(a, g[:, 0]) for _, a, g in net.backward_vectors(inputs, V)]
+    cls = KFAC if curvature == "kfac" else EKFAC
+    with Influence(net, X, y, curvature=curvature, damping=0.3, relative_damping=relative, progress=False) as influence, \
+            cls(net, X, y) as G:
+        expected = influence.scores(Xq, yq)
+        got = bdlcore.influence.scores_from_statistics(G, statistics(Xq, yq), statistics(X, y), damping=0.3, relative_damping=relative)
+        assert_close(got, expected, f"{curvature} from statistics", 1e-12)
+        # Training examples in two batches fill the same columns.
+        halves = [bdlcore.influence.scores_from_statistics(G, statistics(Xq, yq), statistics(X[s], y[s]), 0.3, relative)
+                  for s in (slice(0, 10), slice(10, None))]
+        assert_close(np.hstack(halves), expected, "batched", 1e-12)
+        with pytest.raises(ShapeMismatchError):
+            bdlcore.influence.scores_from_statistics(G, statistics(Xq, yq)[:1], statistics(X, y))
+    with DiagGGN(net, X, y) as D, pytest.raises(TypeError):
+        bdlcore.influence.scores_from_statistics(D, statistics(Xq, yq), statistics(X, y))
