@@ -41,3 +41,7 @@ with bdlcore.Sequential([bdlcore.Linear(64, 128), bdlcore.ReLU(), bdlcore.Linear
         print(f"log evidence {optimum.log_marginal_likelihood:.2f} at prior precisions {la.prior_precision.round(2)}")
         probs = la.predict(X_test / 16, link="probit")
         print(f"Laplace test NLL {bdlcore.metrics.nll(probs, y_test):.3f}, ECE {bdlcore.metrics.ece(probs, y_test):.3f}")
+    # Influence: which training digits moved the loss of the first test images (EK-FAC).
+    with bdlcore.Influence(net, X_train / 16, y_train, curvature="ekfac", progress=False) as influence:
+        helpful, harmful = influence.top_k(X_test[:3] / 16, y_test[:3], k=5)
+        print("most helpful training images for test image 0:", helpful[0], "labels", y_train[helpful[0]])
