@@ -80,7 +80,7 @@ from __future__ import annotations
 
 import os
 from ctypes import POINTER, byref, c_double, c_float, c_int32, c_int64, c_void_p
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import numpy as np
 

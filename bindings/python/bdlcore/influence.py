@@ -72,15 +72,15 @@ and retraining without the top-k examples).
 
 from __future__ import annotations
 
-import sys
 from ctypes import POINTER, byref, c_int32, c_int64, c_void_p
-from typing import Callable, List, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from . import _lib
-from ._errors import InvalidArgumentError, ShapeMismatchError, UnsupportedError, _check, error_for_status
+from ._errors import InvalidArgumentError, ShapeMismatchError, UnsupportedError, _check
 from ._handle import _OwnedHandle
+from ._progress import call_with_progress as _call_with_progress
 from .curvature import _APPROXIMATIONS, _FISHERS
 from .laplace import _bool_flag
 from .model import _LIKELIHOODS, Sequential, _choice, _int64, _seed
@@ -108,90 +108,6 @@ _LIKELIHOOD_NAMES = {code: name for name, code in _LIKELIHOODS.items()}
 # ---------------------------------------------------------------------------------------------
 # Progress of a pass over the data (shared with bdlcore.evaluation)
 # ---------------------------------------------------------------------------------------------
-
-
-class _LabelledProgressBar:
-    """A one-line text bar on a stream, redrawn with '\\r' after each step: ``<label> done/total [###---]``."""
-
-    WIDTH = 24
-
-    def __init__(self, stream, label: str):
-        self._stream = stream
-        self._label = label
-        self._drawn = False
-
-    def __call__(self, done: int, total: int) -> None:
-        total = max(total, 1)
-        filled = min(self.WIDTH, int(round(self.WIDTH * done / total)))
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        width = len(str(total))
-        self._stream.write(f"\r{self._label} {done:>{width}}/{total} [{bar}]")
-        self._stream.flush()
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn:
-            self._stream.write("\n")
-            self._stream.flush()
-
-
-def _reporter(progress, label: str) -> Tuple[Optional[Callable[[int, int], object]], Optional[_LabelledProgressBar]]:
-    """(callable or None, bar to close or None) for a ``progress`` argument, as Laplace.fit's."""
-    if progress is None:
-        stream = sys.stderr
-        isatty = getattr(stream, "isatty", None)
-        try:
-            interactive = bool(isatty and isatty())
-        except (ValueError, OSError):  # a closed or detached stream
-            interactive = False
-        if not interactive:
-            return None, None
-        bar = _LabelledProgressBar(stream, label)
-        return bar, bar
-    if progress is True:
-        bar = _LabelledProgressBar(sys.stderr, label)
-        return bar, bar
-    if progress is False:
-        return None, None
-    if callable(progress):
-        return progress, None
-    raise InvalidArgumentError(f"progress: expected None, False, True or a callable, got {progress!r}")
-
-
-def _call_with_progress(progress, label: str, call: Callable[[object], int]) -> Optional[BaseException]:
-    """Runs ``call(callback)`` (a C call taking a ``bdl_pass_progress_fn``, returning its status).
-
-    Raises the library's error if the status is not OK. Otherwise returns the first exception
-    the progress callable raised (kept, not propagated into the library), or None; the caller
-    discards the result and re-raises it.
-    """
-    reporter, bar = _reporter(progress, label)
-    failures: List[BaseException] = []
-
-    def on_step(done, total, _user_data) -> None:
-        # Nothing may propagate into the library: exceptions are kept and re-raised later.
-        if failures or reporter is None:
-            return
-        try:
-            reporter(int(done), int(total))
-        except BaseException as error:  # noqa: BLE001 — includes KeyboardInterrupt
-            failures.append(error)
-
-    # A default-constructed function pointer is NULL: the library then reports nothing.
-    callback = _lib.BDL_PASS_PROGRESS_FN(on_step) if reporter is not None else _lib.BDL_PASS_PROGRESS_FN()
-    error = None
-    try:
-        status = call(callback)
-        if status != _lib.BDL_OK:
-            message = _lib.lib.bdl_last_error_message().decode("utf-8", "replace")
-            error = error_for_status(status, message)
-    finally:
-        if bar is not None:
-            bar.close()
-    del callback
-    if error is not None:
-        raise error
-    return failures[0] if failures else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,16 +49,16 @@ hooks into a :class:`~bdlcore.KFACAccumulator`) with :meth:`Laplace.from_curvatu
 
 from __future__ import annotations
 
-import sys
 import warnings
 from ctypes import POINTER, byref, c_double, c_int32, c_int64, c_void_p
-from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _lib
-from ._errors import InvalidArgumentError, ShapeMismatchError, WrongStateError, _check, error_for_status
+from ._errors import InvalidArgumentError, ShapeMismatchError, WrongStateError, _check
 from ._handle import _OwnedHandle
+from ._progress import call_with_progress as _call_with_progress
 from .curvature import _APPROXIMATIONS, _FISHERS, KFACAccumulator, PathLike, _Curvature, _path_bytes
 from .model import _LIKELIHOODS, Sequential, _choice, _int64, _seed
 
@@ -82,51 +82,6 @@ def _names(table):
 # ---------------------------------------------------------------------------------------------
 
 
-class _PassProgressBar:
-    """A one-line text bar on a stream, redrawn with '\\r' after each batch of a pass."""
-
-    WIDTH = 24
-
-    def __init__(self, stream):
-        self._stream = stream
-        self._drawn = False
-
-    def __call__(self, done: int, total: int) -> None:
-        total = max(total, 1)
-        filled = min(self.WIDTH, int(round(self.WIDTH * done / total)))
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        width = len(str(total))
-        self._stream.write(f"\rLaplace fit {done:>{width}}/{total} [{bar}]")
-        self._stream.flush()
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn:
-            self._stream.write("\n")
-            self._stream.flush()
-
-
-def _pass_reporter(progress) -> Tuple[Optional[Callable[[int, int], object]], Optional[_PassProgressBar]]:
-    """(callable or None, bar to close or None) for fit's ``progress`` argument (as Sequential.fit)."""
-    if progress is None:
-        stream = sys.stderr
-        isatty = getattr(stream, "isatty", None)
-        try:
-            interactive = bool(isatty and isatty())
-        except (ValueError, OSError):  # a closed or detached stream
-            interactive = False
-        if not interactive:
-            return None, None
-        bar = _PassProgressBar(stream)
-        return bar, bar
-    if progress is True:
-        bar = _PassProgressBar(sys.stderr)
-        return bar, bar
-    if progress is False:
-        return None, None
-    if callable(progress):
-        return progress, None
-    raise InvalidArgumentError(f"progress: expected None, False, True or a callable, got {progress!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,39 +349,18 @@ class Laplace(_OwnedHandle):
         y = model._targets(y, n, self._likelihood)
         params, keep = self._params()
         params.batch_size = _int64(batch_size, "batch_size")
-        reporter, bar = _pass_reporter(progress)
-        failures = []
-
-        def on_batch(done, total, _user_data) -> None:
-            # Nothing may propagate into the library: exceptions are kept and re-raised later.
-            if failures or reporter is None:
-                return
-            try:
-                reporter(int(done), int(total))
-            except BaseException as error:  # noqa: BLE001 — includes KeyboardInterrupt
-                failures.append(error)
-
-        # A default-constructed function pointer is NULL: the library then reports nothing.
-        callback = _lib.BDL_PASS_PROGRESS_FN(on_batch) if reporter is not None else _lib.BDL_PASS_PROGRESS_FN()
         handle = c_void_p()
-        error = None
-        try:
-            with model._use() as model_handle:
-                status = _lib.lib.bdl_laplace_fit(
+        with model._use() as model_handle:
+            failure = _call_with_progress(
+                progress, "Laplace fit",
+                lambda callback: _lib.lib.bdl_laplace_fit(
                     model_handle, _ptr(X), n, _ptr(y), byref(params), callback, None, byref(handle)
-                )
-                if status != _lib.BDL_OK:
-                    message = _lib.lib.bdl_last_error_message().decode("utf-8", "replace")
-                    error = error_for_status(status, message)
-        finally:
-            if bar is not None:
-                bar.close()
-        del callback, keep
-        if error is not None:
-            raise error
-        if failures:
+                ),
+            )
+        del keep
+        if failure is not None:
             _lib.lib.bdl_laplace_free(handle.value)
-            raise failures[0]
+            raise failure
         self._replace(handle.value)
         return self
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 import operator
-import sys
 import threading
 from ctypes import byref, c_double, c_int32, c_int64, c_void_p
 from dataclasses import dataclass
@@ -57,6 +56,8 @@ from ._errors import (
 )
 from ._errors import _check
 from ._handle import _OwnedHandle
+from ._progress import TextBar
+from ._progress import reporter as _reporter
 
 __all__ = [
     "Linear",
@@ -300,56 +301,21 @@ _LAYER_TYPES = (Linear, Conv2d, ReLU, Tanh, Sigmoid, GELU, Identity, Flatten, Av
 # ---------------------------------------------------------------------------------------------
 
 
-class _ProgressBar:
-    """A one-line text bar on a stream, redrawn with '\\r' after each epoch."""
-
-    WIDTH = 24
+class _ProgressBar(TextBar):
+    """The training bar: epochs done, with the epoch's objective and mean NLL."""
 
     def __init__(self, stream):
-        self._stream = stream
-        self._drawn = False
+        super().__init__(stream, "epoch")
 
     def __call__(self, report: Dict[str, Any]) -> bool:
-        epoch, epochs = report["epoch"], max(report["epochs"], 1)
-        filled = min(self.WIDTH, int(round(self.WIDTH * epoch / epochs)))
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        width = len(str(epochs))
-        line = (
-            f"\repoch {epoch:>{width}}/{epochs} [{bar}] objective {report['objective']:.4g}"
-            f"  mean NLL {report['mean_nll']:.4g}   "
-        )
-        self._stream.write(line)
-        self._stream.flush()
-        self._drawn = True
+        self.draw(report["epoch"], report["epochs"],
+                  f" objective {report['objective']:.4g}  mean NLL {report['mean_nll']:.4g}   ")
         return False
-
-    def close(self) -> None:
-        if self._drawn:
-            self._stream.write("\n")
-            self._stream.flush()
 
 
 def _progress_reporter(progress) -> Tuple[Optional[Callable[[Dict[str, Any]], Any]], Optional[_ProgressBar]]:
     """(callable or None, bar to close or None) for fit's ``progress`` argument."""
-    if progress is None:
-        stream = sys.stderr
-        isatty = getattr(stream, "isatty", None)
-        try:
-            interactive = bool(isatty and isatty())
-        except (ValueError, OSError):  # a closed or detached stream
-            interactive = False
-        if not interactive:
-            return None, None
-        bar = _ProgressBar(stream)
-        return bar, bar
-    if progress is True:
-        bar = _ProgressBar(sys.stderr)
-        return bar, bar
-    if progress is False:
-        return None, None
-    if callable(progress):
-        return progress, None
-    raise InvalidArgumentError(f"progress: expected None, False, True or a callable, got {progress!r}")
+    return _reporter(progress, _ProgressBar)
 
 
 # ---------------------------------------------------------------------------------------------
