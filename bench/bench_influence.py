@@ -17,25 +17,15 @@ without them it says so and exits 0.
 """
 import copy
 import logging
-import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 import bdlcore
+from _common import configure_torch, median_run, mlp_784
 
-N, QUERIES, BATCH, REPEATS, DAMPING = 2000, 100, 256, 3, 1e-3
-
-
-def median_run(fn, repeats=REPEATS):
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+N, QUERIES, BATCH, DAMPING = 2000, 100, 256, 1e-3
 
 
 def spearman(a, b):
@@ -52,14 +42,11 @@ def main():
     except ImportError:
         print("bench_influence: torch and kronfluence are not importable here; run with the fixtures virtualenv.")
         return 0
-    threads = bdlcore.blas_info().num_threads
-    torch.set_num_threads(threads)
-    torch.set_default_dtype(torch.float64)
+    threads = configure_torch(torch)
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((N, 784)), rng.integers(0, 10, N)
     Xq, yq = rng.standard_normal((QUERIES, 784)), rng.integers(0, 10, QUERIES)
-    ours = bdlcore.Sequential([bdlcore.Linear(784, 256), bdlcore.ReLU(), bdlcore.Linear(256, 256), bdlcore.ReLU(),
-                               bdlcore.Linear(256, 10)], seed=0)
+    ours = mlp_784()
     theirs = ours.to_torch()
 
     class ClassificationTask(Task):

@@ -10,24 +10,18 @@ Prints median seconds and the ratio anchor / bdlcore (> 1: bdlcore faster). Need
 curvlinops-for-pytorch and laplace-torch (the fixtures virtualenv has them); without them it says
 so and exits 0.
 """
-import statistics
 import sys
-import time
 
 import numpy as np
 
 import bdlcore
+from _common import configure_torch, median_run, mlp_784
 
 N, BATCH, REPEATS = 5000, 500, 3
 
 
 def median_seconds(fn):
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_run(fn, REPEATS)[0]
 
 
 def accumulation_rate(model, X, y):
@@ -69,14 +63,11 @@ def main():
     except ImportError:
         print("bench_kfac: torch and curvlinops are not importable here; run with the fixtures virtualenv.")
         return 0
-    threads = bdlcore.blas_info().num_threads
-    torch.set_num_threads(threads)
-    torch.set_default_dtype(torch.float64)
+    threads = configure_torch(torch)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((N, 784))
     y = rng.integers(0, 10, N)
-    ours = bdlcore.Sequential([bdlcore.Linear(784, 256), bdlcore.ReLU(), bdlcore.Linear(256, 256), bdlcore.ReLU(),
-                               bdlcore.Linear(256, 10)], seed=0)
+    ours = mlp_784()
     theirs = ours.to_torch()
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     batches = [(Xt[i:i + BATCH], yt[i:i + BATCH]) for i in range(0, N, BATCH)]

@@ -22,25 +22,14 @@ with `--diag` (laplace-torch at batch 100, once; bdlcore at the usual batch, med
 Needs torch and laplace-torch (the fixtures virtualenv has them); without them it says so and
 exits 0.
 """
-import statistics
 import sys
-import time
 
 import numpy as np
 
 import bdlcore
+from _common import configure_torch, median_run, mlp_784
 
 N, BATCH, REPEATS = 5000, 500, 3
-
-
-def median_run(fn, repeats=REPEATS):
-    """(median seconds, the last run's result)."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def main():
@@ -50,14 +39,11 @@ def main():
     except ImportError:
         print("bench_laplace: torch and laplace-torch are not importable here; run with the fixtures virtualenv.")
         return 0
-    threads = bdlcore.blas_info().num_threads
-    torch.set_num_threads(threads)
-    torch.set_default_dtype(torch.float64)
+    threads = configure_torch(torch)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((N, 784))
     y = rng.integers(0, 10, N)
-    ours = bdlcore.Sequential([bdlcore.Linear(784, 256), bdlcore.ReLU(), bdlcore.Linear(256, 256), bdlcore.ReLU(),
-                               bdlcore.Linear(256, 10)], seed=0)
+    ours = mlp_784()
     theirs = ours.to_torch()
     dataset = torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
 
