@@ -50,12 +50,12 @@ struct DiagonalPosteriorPrecision: PosteriorPrecision {
       }
       let (dOut, dIn, start) = (map.outputDimension, map.inputDimension, head.parameterOffsets[index])
       let weight = values[start..<(start + dOut * dIn)].map { 1 / $0 }
-      blocks.append(VarianceBlock(layerIndex: index, isBias: false, outputBasis: nil, inputBasis: nil,
-                                  inverseEigenvalues: try! Matrix(rows: dOut, columns: dIn, elements: weight)))
+      guard let inverse = try? Matrix(rows: dOut, columns: dIn, elements: weight) else { return nil }
+      blocks.append(VarianceBlock(layerIndex: index, isBias: false, outputBasis: nil, inputBasis: nil, inverseEigenvalues: inverse))
       if map.hasBias {
         let bias = values[(start + dOut * dIn)..<(start + dOut * dIn + dOut)].map { 1 / $0 }
-        blocks.append(VarianceBlock(layerIndex: index, isBias: true, outputBasis: nil, inputBasis: nil,
-                                    inverseEigenvalues: try! Matrix(rows: dOut, columns: 1, elements: bias)))
+        guard let inverse = try? Matrix(rows: dOut, columns: 1, elements: bias) else { return nil }
+        blocks.append(VarianceBlock(layerIndex: index, isBias: true, outputBasis: nil, inputBasis: nil, inverseEigenvalues: inverse))
       }
     }
     return blocks

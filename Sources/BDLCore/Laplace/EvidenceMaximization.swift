@@ -49,7 +49,7 @@ extension Laplace {
     var t = groups.reduce(start.map { log($0) }, to: structure)
     let sizes = groups.reduce([Double](repeating: 1, count: parameterCount), to: structure)
     for k in t.indices { t[k] = min(max(t[k] / sizes[k], Self.logPriorBounds.lowerBound), Self.logPriorBounds.upperBound) }
-    precondition(t.count == count)
+    guard t.count == count else { throw .internal("prior structure \(structure): \(t.count) log values for \(count) entries") }
     if withSigma { t.append(log(hyperparameters.sigma)) }
 
     func candidate(_ t: [Double]) -> LaplaceHyperparameters {
