@@ -147,7 +147,11 @@ public func bdl_laplace_info(
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let la = try laplaceHandle(laplace).laplace
-    outStructure?.pointee = Int32([Laplace.Structure.full: BDL_LAPLACE_FULL, .diagonal: BDL_LAPLACE_DIAG, .kron: BDL_LAPLACE_KRON][la.structure]!)
+    switch la.structure {
+    case .full: outStructure?.pointee = Int32(BDL_LAPLACE_FULL)
+    case .diagonal: outStructure?.pointee = Int32(BDL_LAPLACE_DIAG)
+    case .kron: outStructure?.pointee = Int32(BDL_LAPLACE_KRON)
+    }
     outSubset?.pointee = Int32(la.subset == .all ? BDL_SUBSET_ALL : BDL_SUBSET_LAST_LAYER)
     outLikelihood?.pointee = Int32(la.likelihood == .classification ? BDL_LIKELIHOOD_CLASSIFICATION : BDL_LIKELIHOOD_REGRESSION)
     outNumParameters?.pointee = Int64(la.parameterCount)
