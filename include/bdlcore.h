@@ -1081,8 +1081,9 @@ typedef struct bdl_layer_data {
  * `curvature` (K-FAC or EK-FAC, e.g. bdl_kfac_accumulator_finalize of the training statistics)
  * the queries' statistics (g: output-gradients of the measurement) and the training examples'
  * (g: of the loss), layer i of the arrays ↔ layer i of the curvature; both arrays hold n_layers
- * entries, which must equal the curvature's layer count (BDL_SHAPE_MISMATCH otherwise). damping as
- * bdl_influence_params (relative_damping 1: damping × the mean eigenvalue of each block).
+ * entries, which must equal the curvature's layer count (BDL_SHAPE_MISMATCH otherwise). damping and
+ * relative_damping as in bdl_influence_params: with relative_damping 1, λ = damping × the mean
+ * eigenvalue of each block.
  * out_scores: n_queries·n_train doubles (row q). Call per batch of training examples for more.
  * @return BDL_OK; BDL_WRONG_STATE (not a K-FAC/EK-FAC curvature); BDL_SHAPE_MISMATCH;
  *         BDL_INVALID_ARGUMENT (NULL, sizes, damping < 0); BDL_NON_FINITE_INPUT.
