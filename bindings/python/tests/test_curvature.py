@@ -16,7 +16,7 @@ import pytest
 import bdlcore
 from bdlcore import EKFAC, GGN, KFAC, Conv2d, DiagGGN, KFACAccumulator, Linear, MeanOverSequence, Sequential, Tanh, _lib
 
-from _support import PACKAGE_ROOT, REPO_ROOT, dense_power, hessian_square_root, layer_from_spec, model_from_fixture, read_fixture, rng
+from _support import PACKAGE_ROOT, REPO_ROOT, dense_power, hessian_square_root, model_from_fixture, read_fixture, rng
 
 FIXTURE_DIR = os.path.join(REPO_ROOT, "Tests", "Fixtures", "kfac")
 FIXTURES = sorted(name[: -len(".npz")] for name in os.listdir(FIXTURE_DIR) if name.endswith(".npz"))

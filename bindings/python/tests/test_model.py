@@ -28,7 +28,7 @@ from bdlcore import (
     _lib,
 )
 
-from _support import REPO_ROOT, hessian_square_root, layer_from_spec, model_from_fixture, read_fixture, rng
+from _support import REPO_ROOT, hessian_square_root, model_from_fixture, read_fixture, rng
 
 FIXTURE_DIR = os.path.join(REPO_ROOT, "Tests", "Fixtures", "engine")
 FIXTURES = sorted(name[: -len(".npz")] for name in os.listdir(FIXTURE_DIR) if name.endswith(".npz"))
