@@ -215,34 +215,7 @@ func number(_ x: Double) -> String {
   abs(x) >= 1e-3 && abs(x) < 1e6 ? fmt(x) : sci(x)
 }
 
-/// Writes `text` to `path` atomically: to a temporary file in the same directory, flushed to disk,
-/// then renamed over `path` (a reader sees the old file or the whole new one).
+/// Writes `text` (UTF-8) to `path` atomically (see `writeFileAtomically`).
 func writeAtomically(_ text: String, to path: String) throws(BDLError) {
-  let temporary = path + ".tmp-\(getpid())"
-  func failure(_ what: String) -> BDLError {
-    let reason = String(cString: strerror(errno))
-    unlink(temporary)
-    return .ioError("cannot \(what) \(path): \(reason)")
-  }
-  let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-  guard descriptor >= 0 else { throw .ioError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
-  let bytes = Array(text.utf8)
-  var written = 0
-  while written < bytes.count {
-    let n = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, $0.count - written) }
-    if n < 0 {
-      if errno == EINTR { continue }
-      let error = failure("write")
-      close(descriptor)
-      throw error
-    }
-    written += n
-  }
-  guard fsync(descriptor) == 0 else {
-    let error = failure("flush")
-    close(descriptor)
-    throw error
-  }
-  guard close(descriptor) == 0 else { throw failure("close") }
-  guard rename(temporary, path) == 0 else { throw failure("replace") }
+  try writeFileAtomically(Array(text.utf8), to: path)
 }

@@ -70,7 +70,7 @@ public enum KFACAccumulatorFile {
 
   /// Writes `layers` to `path` atomically (temporary file, then rename).
   public static func save(_ layers: [KFACLayerAccumulator], to path: String) throws(BDLError) {
-    try BinaryFormat.writeAtomically(encode(layers), to: path)
+    try writeFileAtomically(encode(layers), to: path)
   }
 
   /// Reads the accumulators saved at `path`.

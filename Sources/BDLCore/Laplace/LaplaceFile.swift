@@ -123,7 +123,7 @@ public enum LaplaceFile {
 
   /// Writes `laplace` to `path` atomically.
   public static func save(_ laplace: Laplace, to path: String) throws(BDLError) {
-    try BinaryFormat.writeAtomically(encode(laplace), to: path)
+    try writeFileAtomically(encode(laplace), to: path)
   }
 
   /// Reads a posterior saved at `path`.

@@ -1,14 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// The container shared by bdlcore's files (K-FAC accumulators, Laplace posteriors): an 8-byte
 /// magic, a u32 format version, little-endian fields, and a u64 FNV-1a checksum over every byte
 /// before it. Readers check magic, version and checksum before parsing, bound every size by what
 /// the file holds (so a corrupt size cannot trigger a huge allocation), and writers replace the
-/// target only once the new file is complete.
+/// target only once the new file is complete (`writeFileAtomically`).
 enum BinaryFormat {
   /// FNV-1a, 64 bit: detects truncation and damage (not an adversary).
   static func checksum(_ bytes: ArraySlice<UInt8>) -> UInt64 {
@@ -34,21 +28,6 @@ enum BinaryFormat {
     var result = bytes
     append(checksum(bytes[...]), to: &result)
     return result
-  }
-
-  /// Writes to a temporary file in the same folder, flushes it to disk, and renames it over
-  /// `path`: a failed save leaves any previous file intact.
-  static func writeAtomically(_ bytes: [UInt8], to path: String) throws(BDLError) {
-    let temporary = path + ".tmp-\(getpid())"
-    guard let file = fopen(temporary, "wb") else { throw .ioError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
-    let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
-    let flushed = fflush(file) == 0 && fsync(fileno(file)) == 0
-    fclose(file)
-    guard written == bytes.count, flushed, rename(temporary, path) == 0 else {
-      let reason = String(cString: strerror(errno))
-      unlink(temporary)
-      throw .ioError("cannot write \(path): \(reason)")
-    }
   }
 
   /// Bounds-checked little-endian reads of a sealed file (the last 8 bytes, the checksum, are

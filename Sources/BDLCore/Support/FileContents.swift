@@ -22,6 +22,22 @@ func fileContents(_ path: String) throws(BDLError) -> [UInt8] {
   }
 }
 
+/// Writes `bytes` to `path` atomically: to a temporary file in the same folder, flushed to disk,
+/// then renamed over `path` — a reader sees the old file or the whole new one, and a failed write
+/// leaves any previous file intact (and no temporary file behind).
+public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(BDLError) {
+  let temporary = path + ".tmp-\(getpid())"
+  guard let file = fopen(temporary, "wb") else { throw .ioError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
+  let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+  let flushed = fflush(file) == 0 && fsync(fileno(file)) == 0
+  fclose(file)
+  guard written == bytes.count, flushed, rename(temporary, path) == 0 else {
+    let reason = String(cString: strerror(errno))
+    unlink(temporary)
+    throw .ioError("cannot write \(path): \(reason)")
+  }
+}
+
 /// Elementwise damping shared by the structures whose spectrum is a plain list:
 /// (h·λ_i + δ)^e, with e ≤ 0 needing h·λ_i + δ > 0 and e > 0 needing ≥ 0.
 func dampedPowers(_ values: [Double], scale h: Double, damping δ: Double, exponent e: Double, what: String) throws(BDLError) -> [Double] {
