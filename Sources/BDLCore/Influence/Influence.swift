@@ -33,6 +33,28 @@ public struct Influence: Sendable {
     /// λ = r × the mean eigenvalue of G on each parameter tensor (tr(G_t)/n_t: for K-FAC the
     /// mean of β_i α_j, for EK-FAC of Λ_ij) — scale-free, as kronfluence's heuristic damping.
     case relative(Double)
+
+    /// λ per parameter: the absolute value, or r × the mean of diag(G) over each tensor (the
+    /// identity has no G: its λ is the value given, and unused).
+    /// - Throws: `.invalidArgument` for a negative value, `.nonFiniteInput` for NaN/Inf.
+    func perParameter(diagonal: [Double]?, tensors: [Range<Int>], count: Int) throws(BDLError) -> [Double] {
+      let factor: Double
+      switch self {
+      case .absolute(let value), .relative(let value):
+        guard value.isFinite, value >= 0 else {
+          throw value.isFinite ? .invalidArgument("damping = \(value); it must be ≥ 0") : .nonFiniteInput("damping = \(value)")
+        }
+        factor = value
+      }
+      var λ = [Double](repeating: factor, count: count)
+      if case .relative = self, let diagonal {
+        for range in tensors {
+          let mean = CompensatedSum.of(diagonal[range]) / Double(range.count)
+          for p in range { λ[p] = factor * mean }
+        }
+      }
+      return λ
+    }
   }
 
   public let curvature: Curvature
@@ -60,55 +82,24 @@ public struct Influence: Sendable {
     try model.validateInput(x)
     guard targets.count == x.count else { throw .shapeMismatch("\(targets.count) targets for \(x.count) examples") }
     guard batchSize >= 1 else { throw .invalidArgument("batch_size = \(batchSize); it must be ≥ 1") }
-    let factor: Double
-    switch damping {
-    case .absolute(let λ), .relative(let λ):
-      guard λ.isFinite, λ >= 0 else { throw λ.isFinite ? .invalidArgument("damping = \(λ); it must be ≥ 0") : .nonFiniteInput("damping = \(λ)") }
-      factor = λ
-    }
-    let tensors = ParameterGroups(ranges: model.tensorRanges)
     let fitted: Laplace.Curvature?
+    let structure: Laplace.Structure = curvature == .ggn ? .full : curvature == .diagonal ? .diagonal : .kron
     switch (curvature, likelihood) {
     case (.identity, _): fitted = nil
-    case (_, .classification): fitted = try fitCurvature(curvature, model, x, targets, CategoricalLikelihood(), fisher, approximation, batchSize, progress)
-    case (_, .regression): fitted = try fitCurvature(curvature, model, x, targets, GaussianLikelihood(), fisher, approximation, batchSize, progress)
+    case (_, .classification):
+      fitted = try .fit(
+        structure, eigenvalueCorrected: curvature == .ekfac, model: model, inputs: x, targets: targets,
+        likelihood: CategoricalLikelihood(), fisher: fisher, approximation: approximation, batchSize: batchSize, progress: progress)
+    case (_, .regression):
+      fitted = try .fit(
+        structure, eigenvalueCorrected: curvature == .ekfac, model: model, inputs: x, targets: targets,
+        likelihood: GaussianLikelihood(), fisher: fisher, approximation: approximation, batchSize: batchSize, progress: progress)
     }
-    var λ = [Double](repeating: factor, count: model.parameterCount)
-    if case .relative = damping, let fitted {
-      let diagonal: [Double]
-      switch fitted {
-      case .full(let g): diagonal = g.diagonalEntries
-      case .diagonal(let g): diagonal = g
-      case .kron(let k): diagonal = try k.diagonal(exponent: 1, scale: 1, damping: 0)
-      }
-      for range in tensors.ranges {
-        let mean = CompensatedSum.of(diagonal[range]) / Double(range.count)
-        for p in range { λ[p] = factor * mean }
-      }
-    }
-    var precision: (any PosteriorPrecision)? = nil
-    switch fitted {
-    case .full(let g): precision = try FullPosteriorPrecision(curvature: g, scale: 1, prior: λ)
-    case .diagonal(let g): precision = try DiagonalPosteriorPrecision(curvature: g, scale: 1, prior: λ)
-    case .kron(let k): precision = try KroneckerPosteriorPrecision(kfac: k, scale: 1, prior: λ, damped: false)
-    case nil: break
-    }
+    let λ = try damping.perParameter(diagonal: try fitted?.diagonal(), tensors: model.tensorRanges, count: model.parameterCount)
+    let precision = try fitted?.precision(scale: 1, prior: λ)
     return Influence(
       curvature: curvature, likelihood: likelihood, damping: λ, precision: precision, trainInputs: x, trainTargets: targets,
       parameterCount: model.parameterCount, batchSize: batchSize)
-  }
-
-  private static func fitCurvature(
-    _ kind: Curvature, _ model: Sequential, _ x: Tensor, _ targets: Targets, _ likelihood: some Likelihood,
-    _ fisher: FisherSource, _ approximation: KFACApproximation, _ batchSize: Int, _ progress: ((Int, Int) -> Void)?
-  ) throws(BDLError) -> Laplace.Curvature {
-    switch kind {
-    case .ggn: return .full(try DenseGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress).matrix)
-    case .diagonal: return .diagonal(try DiagonalGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress).values)
-    case .kfac: return .kron(try KFAC.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, approximation: approximation, batchSize: batchSize, progress: progress))
-    case .ekfac: return .kron(try KFAC.fitEigenvalueCorrected(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, approximation: approximation, batchSize: batchSize, progress: progress))
-    case .identity: throw .internal("identity has no curvature to fit")
-    }
   }
 
   /// The training set size N.

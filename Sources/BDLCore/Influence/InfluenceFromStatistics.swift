@@ -15,20 +15,8 @@ extension Influence {
     guard queries.count == layers.count, training.count == layers.count else {
       throw .shapeMismatch("\(queries.count) query and \(training.count) training layer statistics for a curvature of \(layers.count) layers")
     }
-    let factor: Double
-    switch damping {
-    case .absolute(let λ), .relative(let λ):
-      guard λ.isFinite, λ >= 0 else { throw λ.isFinite ? .invalidArgument("damping = \(λ); it must be ≥ 0") : .nonFiniteInput("damping = \(λ)") }
-      factor = λ
-    }
-    var λ = [Double](repeating: factor, count: kfac.parameterCount)
-    if case .relative = damping {
-      let diagonal = try kfac.diagonal(exponent: 1, scale: 1, damping: 0)
-      for block in kfac.blocks {
-        let mean = CompensatedSum.of(diagonal[block.parameters]) / Double(block.parameters.count)
-        for p in block.parameters { λ[p] = factor * mean }
-      }
-    }
+    let λ = try damping.perParameter(
+      diagonal: try kfac.diagonal(exponent: 1, scale: 1, damping: 0), tensors: kfac.blocks.map(\.parameters), count: kfac.parameterCount)
     let precision = try KroneckerPosteriorPrecision(kfac: kfac, scale: 1, prior: λ, damped: false)
     func relabel(_ list: [Sequential.LayerStatistics], _ what: String) throws(BDLError) -> [Sequential.LayerStatistics] {
       var n: Int? = nil

@@ -162,13 +162,9 @@ public struct Laplace: Sendable {
     let δ = try groups.perParameter(priorPrecision: hp.priorPrecision)
     let μ = try groups.perParameter(priorMean: hp.priorMean)
     let h = Self.likelihoodScale(hp, likelihood)
-    let precision: any PosteriorPrecision
-    switch curvature {
-    case .full(let g): precision = try FullPosteriorPrecision(curvature: g, scale: h, prior: δ)
-    case .diagonal(let g): precision = try DiagonalPosteriorPrecision(curvature: g, scale: h, prior: δ)
-    case .kron(let k): precision = try KroneckerPosteriorPrecision(kfac: k, scale: h, prior: δ, damped: dampedKronecker)
-    }
-    return Evaluation(hyperparameters: hp, scale: h, prior: δ, priorMean: μ, precision: precision)
+    return Evaluation(
+      hyperparameters: hp, scale: h, prior: δ, priorMean: μ,
+      precision: try curvature.precision(scale: h, prior: δ, dampedKronecker: dampedKronecker))
   }
 
   /// log p(D|θ*) at the hyperparameters.

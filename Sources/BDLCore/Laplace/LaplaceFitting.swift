@@ -55,14 +55,9 @@ extension Laplace {
     _ model: Sequential, _ x: Tensor, _ targets: Targets, _ likelihood: some Likelihood,
     _ options: FitOptions, _ progress: ((Int, Int) -> Void)?, outputs: BatchOutputsObserver?
   ) throws(BDLError) -> Curvature {
-    switch options.structure {
-    case .full:
-      return .full(try DenseGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: options.fisher, batchSize: options.batchSize, progress: progress, outputs: outputs).matrix)
-    case .diagonal:
-      return .diagonal(try DiagonalGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: options.fisher, batchSize: options.batchSize, progress: progress, outputs: outputs).values)
-    case .kron:
-      return .kron(try KFAC.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: options.fisher, approximation: options.approximation, batchSize: options.batchSize, progress: progress, outputs: outputs))
-    }
+    try Curvature.fit(
+      options.structure, model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: options.fisher,
+      approximation: options.approximation, batchSize: options.batchSize, progress: progress, outputs: outputs)
   }
 
   /// Checks that `model` is still the network this posterior was fitted to (by size: the values
@@ -135,6 +130,45 @@ extension Sequential {
       guard let map = layer as? any LinearMapLayer else { return layer.parameterCount > 0 ? [layer.parameterCount] : [] }
       let weight = map.inputDimension * map.outputDimension
       return map.hasBias ? [weight, map.outputDimension] : [weight]
+    }
+  }
+}
+
+extension Laplace.Curvature {
+  /// G of `model` on the data in `structure`: the dense GGN, its exact diagonal, or K-FAC — EK-FAC
+  /// with `eigenvalueCorrected` (its refit needs a second pass, which does not see `outputs`).
+  static func fit(
+    _ structure: Laplace.Structure, eigenvalueCorrected: Bool = false, model: Sequential, inputs x: Tensor,
+    targets: Targets, likelihood: some Likelihood, fisher: FisherSource, approximation: KFACApproximation,
+    batchSize: Int, progress: ((Int, Int) -> Void)?, outputs: BatchOutputsObserver? = nil
+  ) throws(BDLError) -> Laplace.Curvature {
+    switch structure {
+    case .full:
+      return .full(try DenseGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress, outputs: outputs).matrix)
+    case .diagonal:
+      return .diagonal(try DiagonalGGN.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress, outputs: outputs).values)
+    case .kron where eigenvalueCorrected:
+      return .kron(try KFAC.fitEigenvalueCorrected(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, approximation: approximation, batchSize: batchSize, progress: progress))
+    case .kron:
+      return .kron(try KFAC.fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, approximation: approximation, batchSize: batchSize, progress: progress, outputs: outputs))
+    }
+  }
+
+  /// h·G + diag(δ) factored for this structure (see `PosteriorPrecision`).
+  func precision(scale h: Double, prior δ: [Double], dampedKronecker: Bool = false) throws(BDLError) -> any PosteriorPrecision {
+    switch self {
+    case .full(let g): return try FullPosteriorPrecision(curvature: g, scale: h, prior: δ)
+    case .diagonal(let g): return try DiagonalPosteriorPrecision(curvature: g, scale: h, prior: δ)
+    case .kron(let k): return try KroneckerPosteriorPrecision(kfac: k, scale: h, prior: δ, damped: dampedKronecker)
+    }
+  }
+
+  /// diag(G), the curvature's own diagonal.
+  func diagonal() throws(BDLError) -> [Double] {
+    switch self {
+    case .full(let g): return g.diagonalEntries
+    case .diagonal(let g): return g
+    case .kron(let k): return try k.diagonal(exponent: 1, scale: 1, damping: 0)
     }
   }
 }
