@@ -266,7 +266,8 @@ struct LaplaceTests {
       for prior in [[0.7], [0.4, 2.0, 1.1, 3.0]] {
         let hp = LaplaceHyperparameters(priorPrecision: prior, priorMean: [0.1], sigma: 0.8, temperature: 1.3)
         let m = prior.count + 1
-        guard let hessian = try laplace.exactHessian(try laplace.evaluate(hp), count: prior.count, withSigma: true) else {
+        let map = PriorParametrization(prior.count == 1 ? .scalar : .layerwise, groups: laplace.groups)
+        guard let hessian = try laplace.exactHessian(try laplace.evaluate(hp), parametrization: map, withSigma: true) else {
           Issue.record("\(structure): no closed form"); continue
         }
         func gradient(_ t: [Double]) throws -> [Double] {

@@ -38,6 +38,28 @@ extension Laplace {
     structure: PriorStructure = .layerwise, optimizeSigma: Bool = false, tolerance: Double = 1e-8,
     maxIterations: Int = 200
   ) throws(BDLError) -> EvidenceMaximization {
+    try maximizeEvidence(
+      over: PriorParametrization(structure, groups: groups), optimizeSigma: optimizeSigma, tolerance: tolerance,
+      maxIterations: maxIterations)
+  }
+
+  /// As `optimizePriorPrecision(structure:…)` over a unit-wise prior (δ_ij = a_i·b_j per weight,
+  /// see `UnitwisePrior`; its shapes must be the covered tensors'). The result is stored as one δ
+  /// per parameter, so for `kron` it enters through the eigenbasis-projected diagonal like any
+  /// per-parameter prior. Its out + in factors per layer are coupled through every weight, so
+  /// the iteration is L-BFGS (started from the diagonal Newton step) unless there are at most
+  /// `denseNewtonLimit` of them.
+  public mutating func optimizePriorPrecision(
+    unitwise: UnitwisePrior, optimizeSigma: Bool = false, tolerance: Double = 1e-8, maxIterations: Int = 200
+  ) throws(BDLError) -> EvidenceMaximization {
+    try maximizeEvidence(
+      over: PriorParametrization(unitwise, groups: groups), optimizeSigma: optimizeSigma, tolerance: tolerance,
+      maxIterations: maxIterations)
+  }
+
+  private mutating func maximizeEvidence(
+    over parametrization: PriorParametrization, optimizeSigma: Bool, tolerance: Double, maxIterations: Int
+  ) throws(BDLError) -> EvidenceMaximization {
     guard tolerance.isFinite, tolerance > 0 else { throw .invalidArgument("tolerance = \(tolerance); it must be > 0") }
     guard maxIterations >= 1 else { throw .invalidArgument("max_iterations = \(maxIterations); it must be ≥ 1") }
     guard !optimizeSigma || likelihood == .regression else {
@@ -45,16 +67,15 @@ extension Laplace {
     }
     let withSigma = optimizeSigma
     let start = try groups.perParameter(priorPrecision: hyperparameters.priorPrecision)
-    let count = structure.count(groups: groups.ranges)
-    var t = groups.reduce(start.map { log($0) }, to: structure)
-    let sizes = groups.reduce([Double](repeating: 1, count: parameterCount), to: structure)
-    for k in t.indices { t[k] = min(max(t[k] / sizes[k], Self.logPriorBounds.lowerBound), Self.logPriorBounds.upperBound) }
-    guard t.count == count else { throw .internal("prior structure \(structure): \(t.count) log values for \(count) entries") }
+    let count = parametrization.count
+    var t = parametrization.initial(fromPerParameter: start, groups: groups).map {
+      min(max($0, Self.logPriorBounds.lowerBound), Self.logPriorBounds.upperBound)
+    }
     if withSigma { t.append(log(hyperparameters.sigma)) }
 
     func candidate(_ t: [Double]) -> LaplaceHyperparameters {
       var hp = self.hyperparameters
-      hp.priorPrecision = t[0..<count].map { exp($0) }
+      hp.priorPrecision = parametrization.priorPrecision(t[0..<count])
       if withSigma { hp.sigma = exp(t[count]) }
       return hp
     }
@@ -62,7 +83,7 @@ extension Laplace {
     func objective(_ t: [Double]) throws(BDLError) -> (Double, [Double], Evaluation) {
       let e = try evaluate(candidate(t))
       let g = try gradient(e)
-      return (g.logMarginalLikelihood, g.logPriorPrecision + (withSigma ? [g.logSigma] : []), e)
+      return (g.logMarginalLikelihood, parametrization.pullBack(g.logPriorPrecision) + (withSigma ? [g.logSigma] : []), e)
     }
     /// The gradient without the components pushing against an active bound.
     func projected(_ g: [Double], _ t: [Double]) -> [Double] {
@@ -79,11 +100,14 @@ extension Laplace {
     var iterations = 0
     // A per-parameter prior on a non-diagonal curvature couples every δ_p: quasi-Newton (L-BFGS),
     // started from the separable diagonal Newton step; its memory learns the coupling.
-    let quasiNewton = t.count > Self.denseNewtonLimit && self.structure != Laplace.Structure.diagonal
+    var separable = self.structure == Laplace.Structure.diagonal
+    if case .unitwise = parametrization.kind { separable = false }
+    let quasiNewton = t.count > Self.denseNewtonLimit && !separable
     var memory: [(s: [Double], y: [Double])] = []
     while norm(projected(g, t)) >= tolerance && iterations < maxIterations {
       iterations += 1
-      var direction = try newtonDirection(t: t, gradient: g, evaluation: e, count: count, objective: objective, memory: quasiNewton ? memory : nil)
+      var direction = try newtonDirection(
+        t: t, gradient: g, evaluation: e, parametrization: parametrization, objective: objective, memory: quasiNewton ? memory : nil)
       for k in 0..<count where (t[k] <= Self.logPriorBounds.lowerBound && direction[k] < 0) || (t[k] >= Self.logPriorBounds.upperBound && direction[k] > 0) {
         direction[k] = 0
       }
@@ -132,9 +156,9 @@ extension Laplace {
   ///   ∂²E/∂t_k∂t_l = 0 (k ≠ l: separate blocks),
   ///   ∂²E/∂log σ² = −4h·L − 2h Σ_k δ_k Σ_{p∈k} λ/d²,  ∂²E/∂log σ ∂t_k = −h δ_k Σ_{p∈k} λ/d²
   /// (h = 1/(σ²T), ∂h/∂log σ = −2h). nil otherwise (then central differences are used).
-  func exactHessian(_ e: Evaluation, count: Int, withSigma: Bool) throws(BDLError) -> Matrix? {
-    let structure = try groups.structure(ofPriorCount: count)
-    guard structure != .diagonal else { return nil }
+  func exactHessian(_ e: Evaluation, parametrization: PriorParametrization, withSigma: Bool) throws(BDLError) -> Matrix? {
+    guard case .plain(let structure) = parametrization.kind, structure != .diagonal else { return nil }
+    let count = parametrization.count
     let ranges = structure == .scalar ? [0..<parameterCount] : groups.ranges
     guard let sums = e.precision.spectralSums(over: ranges) else { return nil }
     let m = count + (withSigma ? 1 : 0)
@@ -162,14 +186,14 @@ extension Laplace {
   /// its spectrum when needed), shortened to move no log hyperparameter by more than 2.
   /// With `memory` (L-BFGS), the two-loop recursion over the stored pairs.
   private func newtonDirection(
-    t: [Double], gradient g: [Double], evaluation e: Evaluation, count: Int,
+    t: [Double], gradient g: [Double], evaluation e: Evaluation, parametrization: PriorParametrization,
     objective: ([Double]) throws(BDLError) -> (Double, [Double], Evaluation), memory: [(s: [Double], y: [Double])]?
   ) throws(BDLError) -> [Double] {
-    let m = t.count
+    let m = t.count, count = parametrization.count
     var direction: [Double]
     if m <= Self.denseNewtonLimit {
       var h: Matrix
-      if let exact = try exactHessian(e, count: count, withSigma: m > count) {
+      if let exact = try exactHessian(e, parametrization: parametrization, withSigma: m > count) {
         h = exact
       } else {
         // Central differences of the analytic gradient, symmetrised below.
@@ -198,8 +222,8 @@ extension Laplace {
         let δ = e.prior[p], r = mean[p] - e.priorMean[p], ds = δ * s[p]
         return 0.5 * ds * (1 - ds) + 0.5 * δ * r * r
       }
-      let structure = try groups.structure(ofPriorCount: count)
-      let diagonal = groups.reduce(perParameter, to: structure)
+      // Summed over the parameters each t_k touches: exact for a separable (diagonal) evidence.
+      let diagonal = parametrization.pullBack(groups.reduce(perParameter, to: parametrization.storedStructure))
       var scaling = (0..<count).map { k in 1 / max(diagonal[k], 1e-12) }
       if m > count {
         // log σ: its own curvature by a central difference of its gradient component.
@@ -241,7 +265,7 @@ extension Laplace {
     // Shrunk as a whole (keeping its direction) so that no log hyperparameter moves by more than 2;
     // an L-BFGS direction that is no ascent direction (rounding) falls back to the diagonal one.
     if memory != nil, zip(direction, g).reduce(0, { $0 + $1.0 * $1.1 }) <= 0 {
-      return try newtonDirection(t: t, gradient: g, evaluation: e, count: count, objective: objective, memory: [])
+      return try newtonDirection(t: t, gradient: g, evaluation: e, parametrization: parametrization, objective: objective, memory: [])
     }
     let largest = direction.reduce(0) { max($0, abs($1)) }
     return largest > 2 ? direction.map { $0 * 2 / largest } : direction

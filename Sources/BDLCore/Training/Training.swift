@@ -5,15 +5,18 @@ import Darwin
 #endif
 
 extension Sequential {
-  /// The per-parameter prior precision δ from a scalar or one value per parameter tensor.
+  /// The per-parameter prior precision δ from one value, one per parameter tensor (in
+  /// parameter-vector order W₀, b₀, W₁, b₁, …) or one per parameter.
   public func expandPriorPrecision(_ values: [Double]) throws(BDLError) -> [Double] {
     let tensors = layers.flatMap { $0.parameterShapes.map { $0.reduce(1, *) } }
-    guard values.count == 1 || values.count == tensors.count else {
-      throw .shapeMismatch("prior precision has \(values.count) entries; give 1 or one per parameter tensor (\(tensors.count))")
+    guard values.count == 1 || values.count == tensors.count || values.count == parameterCount else {
+      throw .shapeMismatch(
+        "prior precision has \(values.count) entries; give 1, one per parameter tensor (\(tensors.count)) or one per parameter (\(parameterCount))")
     }
     if let bad = values.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
       throw .invalidArgument("prior precision entry \(bad) = \(values[bad]); it must be finite and ≥ 0")
     }
+    if values.count == parameterCount { return values }
     if values.count == 1 { return [Double](repeating: values[0], count: parameterCount) }
     var expanded: [Double] = []
     expanded.reserveCapacity(parameterCount)
@@ -42,12 +45,52 @@ extension Sequential {
     inputs x: Tensor, targets: Targets, likelihood: some Likelihood, options: TrainingOptions,
     progress: ((TrainingProgress) -> Bool)? = nil
   ) throws(BDLError) -> [TrainingProgress] {
-    try validateInput(x)
+    var trainer = try MAPTrainer(model: self, inputs: x, targets: targets, likelihood: likelihood, options: options)
+    let original = parameters
+    var history: [TrainingProgress] = []
+    do {
+      for _ in 0..<options.epochs {
+        let report = try trainer.runEpoch(&self, inputs: x, targets: targets, likelihood: likelihood)
+        history.append(report)
+        if let progress, !progress(report) { break }
+      }
+    } catch {
+      parameters = original
+      throw error
+    }
+    return history
+  }
+}
+
+/// A MAP optimisation that spans several calls: the optimiser's moments, its step count (for the
+/// learning-rate schedule) and the shuffling generator persist between epochs, so that a loop
+/// which changes the prior precision between epochs (marginal-likelihood training) takes the same
+/// steps as one long run would, only with the new δ.
+public struct MAPTrainer: Sendable {
+  public let options: TrainingOptions
+  /// δ, one value per parameter (see `setPriorPrecision`).
+  public private(set) var priorPrecision: [Double]
+  /// 1 where a parameter trains, 0 where the mask holds it at exactly 0 (nil: all train).
+  public let mask: [Double]?
+  /// Steps taken so far.
+  public private(set) var step = 0
+  /// Epochs finished so far.
+  public private(set) var epoch = 0
+  private var random: RandomSource
+  private var first: [Double], second: [Double]
+  private let dataCount: Int
+  private let totalSteps: Int
+
+  /// Checks the data against `model` and the options, and applies nothing yet.
+  public init(
+    model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood, options: TrainingOptions
+  ) throws(BDLError) {
+    try model.validateInput(x)
     guard targets.count == x.count else {
       throw .shapeMismatch("\(targets.count) targets for \(x.count) examples")
     }
     // Validate the targets against outputs of the right shape, without a forward pass.
-    try likelihood.validate(targets, outputs: Tensor(shape: [x.count, outputCount]))
+    try likelihood.validate(targets, outputs: Tensor(shape: [x.count, model.outputCount]))
     guard options.epochs >= 0 else { throw .invalidArgument("epochs = \(options.epochs); it must be ≥ 0") }
     guard options.batchSize >= 1 else { throw .invalidArgument("batch_size = \(options.batchSize); it must be ≥ 1") }
     guard options.learningRate.isFinite, options.learningRate > 0 else {
@@ -61,76 +104,102 @@ extension Sequential {
         throw .invalidArgument("Adam betas (\(b1), \(b2)) must be in [0, 1) and epsilon = \(eps) > 0")
       }
     }
-    let delta = try expandPriorPrecision(options.priorPrecision)
+    if let mask = options.mask {
+      guard mask.count == model.parameterCount else {
+        throw .shapeMismatch("the mask has \(mask.count) entries; the model has \(model.parameterCount) parameters")
+      }
+      if let bad = mask.firstIndex(where: { $0 != 0 && $0 != 1 }) {
+        throw .invalidArgument("mask entry \(bad) = \(mask[bad]); a mask holds 0 (pruned) or 1 (kept)")
+      }
+    }
+    self.options = options
+    self.priorPrecision = try model.expandPriorPrecision(options.priorPrecision)
+    self.mask = options.mask
+    self.random = RandomSource(seed: options.seed)
+    self.first = [Double](repeating: 0, count: model.parameterCount)
+    self.second = first
+    self.dataCount = x.count
+    self.totalSteps = max(1, (x.count + options.batchSize - 1) / options.batchSize * options.epochs)
+  }
 
-    let original = parameters
-    let n = x.count, size = x.exampleSize, p = parameterCount
+  /// Replaces δ for the following steps (one value, one per parameter tensor or one per parameter).
+  public mutating func setPriorPrecision(_ values: [Double], for model: Sequential) throws(BDLError) {
+    priorPrecision = try model.expandPriorPrecision(values)
+  }
+
+  /// One pass over the data in a fresh seeded order. Masked parameters are set to 0 first and
+  /// stay 0 (their gradient is dropped).
+  /// - Throws: `.notConverged` if the objective or θ becomes NaN/Inf; θ may then be partly
+  ///   updated (`Sequential.train` restores it).
+  public mutating func runEpoch(
+    _ model: inout Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood
+  ) throws(BDLError) -> TrainingProgress {
+    let n = x.count, size = x.exampleSize, p = model.parameterCount
+    guard n == dataCount, p == priorPrecision.count else {
+      throw .wrongState("the trainer was set up for \(dataCount) examples and \(priorPrecision.count) parameters; got \(n) and \(p)")
+    }
+    if let mask { for i in 0..<p where mask[i] == 0 { model.parameters[i] = 0 } }
+    epoch += 1
+    let order = random.permutation(n)
     let stepsPerEpoch = (n + options.batchSize - 1) / options.batchSize
-    let totalSteps = max(1, stepsPerEpoch * options.epochs)
-    var random = RandomSource(seed: options.seed)
-    var first = [Double](repeating: 0, count: p), second = [Double](repeating: 0, count: p)
-    var step = 0
-    var history: [TrainingProgress] = []
+    var objectiveSum = 0.0, nllSum = 0.0
+    for start in stride(from: 0, to: n, by: options.batchSize) {
+      let batch = order[start..<min(start + options.batchSize, n)]
+      var elements: [Double] = []
+      elements.reserveCapacity(batch.count * size)
+      for i in batch { elements += x.elements[(i * size)..<((i + 1) * size)] }
+      let xb = try Tensor(shape: [batch.count] + model.inputShape, elements: elements)
+      var (nll, g) = try model.lossGradient(xb, targets.subset(batch), likelihood: likelihood)
+      let scale = 1 / Double(batch.count)
+      var penalty = 0.0
+      let θ = model.parameters
+      for i in 0..<p {
+        penalty += priorPrecision[i] * θ[i] * θ[i]
+        g[i] = g[i] * scale + priorPrecision[i] * θ[i] / Double(n)
+      }
+      if let mask { for i in 0..<p { g[i] *= mask[i] } }
+      let objective = nll * scale + 0.5 * penalty / Double(n)
+      guard objective.isFinite else {
+        throw .notConverged("training diverged in epoch \(epoch) (objective \(objective)) — lower the learning rate")
+      }
+      objectiveSum += objective
+      nllSum += nll
+      step += 1
+      takeStep(&model.parameters, gradient: g)
+      guard model.parameters.allSatisfy(\.isFinite) else {
+        throw .notConverged("training diverged in epoch \(epoch): a step made parameters non-finite — lower the learning rate")
+      }
+    }
+    return TrainingProgress(
+      epoch: epoch, epochs: options.epochs, objective: objectiveSum / Double(stepsPerEpoch),
+      meanNegativeLogLikelihood: nllSum / Double(n))
+  }
 
-    for epoch in 1...max(options.epochs, 1) where options.epochs > 0 {
-      let order = random.permutation(n)
-      var objectiveSum = 0.0, nllSum = 0.0
-      for start in stride(from: 0, to: n, by: options.batchSize) {
-        let batch = order[start..<min(start + options.batchSize, n)]
-        var elements: [Double] = []
-        elements.reserveCapacity(batch.count * size)
-        for i in batch { elements += x.elements[(i * size)..<((i + 1) * size)] }
-        let xb = try Tensor(shape: [batch.count] + inputShape, elements: elements)
-        var (nll, g) = try lossGradient(xb, targets.subset(batch), likelihood: likelihood)
-        let scale = 1 / Double(batch.count)
-        var penalty = 0.0
-        for i in 0..<p {
-          penalty += delta[i] * parameters[i] * parameters[i]
-          g[i] = g[i] * scale + delta[i] * parameters[i] / Double(n)
-        }
-        let objective = nll * scale + 0.5 * penalty / Double(n)
-        guard objective.isFinite else {
-          parameters = original
-          throw .notConverged("training diverged in epoch \(epoch) (objective \(objective)); parameters restored — lower the learning rate")
-        }
-        objectiveSum += objective
-        nllSum += nll
-        step += 1
-        let rate = options.schedule == .cosine
-          ? options.learningRate * 0.5 * (1 + cos(Double.pi * Double(step - 1) / Double(totalSteps)))
-          : options.learningRate
-        let isFirstStep = step == 1
-        parameters.withUnsafeMutableBufferPointer { theta in
-          first.withUnsafeMutableBufferPointer { m in
-            second.withUnsafeMutableBufferPointer { v in
-              switch options.optimizer {
-              case .sgd(let momentum):
-                for i in 0..<p {
-                  m[i] = isFirstStep ? g[i] : momentum * m[i] + g[i]
-                  theta[i] -= rate * m[i]
-                }
-              case .adam(let b1, let b2, let eps):
-                let c1 = 1 - pow(b1, Double(step)), c2 = 1 - pow(b2, Double(step))
-                for i in 0..<p {
-                  m[i] = b1 * m[i] + (1 - b1) * g[i]
-                  v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
-                  theta[i] -= rate * (m[i] / c1) / ((v[i] / c2).squareRoot() + eps)
-                }
-              }
+  /// θ ← θ − η_t·(SGD momentum buffer or Adam's bias-corrected ratio), η_t per `options.schedule`.
+  private mutating func takeStep(_ parameters: inout [Double], gradient g: [Double]) {
+    let rate = options.schedule == .cosine
+      ? options.learningRate * 0.5 * (1 + cos(Double.pi * Double(min(step, totalSteps) - 1) / Double(totalSteps)))
+      : options.learningRate
+    let isFirstStep = step == 1, step = self.step, p = g.count
+    parameters.withUnsafeMutableBufferPointer { theta in
+      first.withUnsafeMutableBufferPointer { m in
+        second.withUnsafeMutableBufferPointer { v in
+          switch options.optimizer {
+          case .sgd(let momentum):
+            for i in 0..<p {
+              m[i] = isFirstStep ? g[i] : momentum * m[i] + g[i]
+              theta[i] -= rate * m[i]
+            }
+          case .adam(let b1, let b2, let eps):
+            let c1 = 1 - pow(b1, Double(step)), c2 = 1 - pow(b2, Double(step))
+            for i in 0..<p {
+              m[i] = b1 * m[i] + (1 - b1) * g[i]
+              v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+              theta[i] -= rate * (m[i] / c1) / ((v[i] / c2).squareRoot() + eps)
             }
           }
         }
-        guard parameters.allSatisfy(\.isFinite) else {
-          parameters = original
-          throw .notConverged("training diverged in epoch \(epoch): a step made parameters non-finite; parameters restored — lower the learning rate")
-        }
       }
-      let report = TrainingProgress(
-        epoch: epoch, epochs: options.epochs, objective: objectiveSum / Double(stepsPerEpoch),
-        meanNegativeLogLikelihood: nllSum / Double(n))
-      history.append(report)
-      if let progress, !progress(report) { break }
     }
-    return history
   }
 }

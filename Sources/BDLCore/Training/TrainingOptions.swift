@@ -30,8 +30,11 @@ public struct TrainingOptions: Sendable {
   /// Examples per step; the last batch of an epoch may be smaller.
   public var batchSize: Int = 32
   /// δ: one value for all parameters, or one per parameter tensor in parameter-vector order
-  /// (W₀, b₀, W₁, b₁, …). Default 0: maximum likelihood.
+  /// (W₀, b₀, W₁, b₁, …), or one per parameter. Default 0: maximum likelihood.
   public var priorPrecision: [Double] = [0]
+  /// A pruning mask, one value per parameter: 1 trains, 0 holds the parameter at exactly 0 for
+  /// the whole run (it is zeroed before the first step and its gradient is dropped). nil: no mask.
+  public var mask: [Double]? = nil
   /// Seeds the shuffling; a run is bit-for-bit reproducible for a seed.
   public var seed: UInt64 = 0
 
