@@ -472,9 +472,14 @@ typedef struct bdl_train_params {
   double beta1, beta2, epsilon;     /**< Adam; defaults 0.9, 0.999, 1e-8 (PyTorch's) */
   int64_t epochs;                   /**< default 10 */
   int64_t batch_size;               /**< default 32 */
-  const double *prior_precision;    /**< δ: 1 value or one per parameter tensor; NULL = 0 */
+  const double *prior_precision;    /**< δ: 1 value, one per parameter tensor or one per
+                                         parameter; NULL = 0 */
   int64_t prior_precision_count;
   uint64_t seed;                    /**< shuffling seed; runs are bit-for-bit reproducible; default 0 */
+  const double *mask;               /**< NULL, or one 0/1 value per parameter: 0 sets the parameter
+                                         to 0 before the first step and keeps it exactly 0 (a pruning
+                                         mask survives further training); default NULL */
+  int64_t mask_count;
 } bdl_train_params;
 
 /** Fills `params` with the defaults above. */
@@ -734,8 +739,11 @@ enum {
   BDL_SUBSET_LAST_LAYER = 2  /**< the last Linear/Conv2d layer's weight and bias; the rest stays at θ* */
 };
 
-/** Prior-precision structures for bdl_laplace_optimize_prior_precision. */
-enum { BDL_PRIOR_SCALAR = 1, BDL_PRIOR_LAYERWISE = 2, BDL_PRIOR_DIAG = 3 };
+/** Prior-precision structures for bdl_laplace_optimize_prior_precision and bdl_train_marglik.
+ *  Unit-wise (SpaM): δ_ij = a_i·b_j for a weight (out × in; a conv's (out, in) channel pair
+ *  repeated over its kernel), one δ per bias element — out + in hyperparameters per weight,
+ *  stored as one δ per parameter. */
+enum { BDL_PRIOR_SCALAR = 1, BDL_PRIOR_LAYERWISE = 2, BDL_PRIOR_DIAG = 3, BDL_PRIOR_UNITWISE = 4 };
 
 /** Options of bdl_laplace_fit (and hyperparameters for bdl_laplace_from_curvature); fill with
  *  bdl_laplace_params_init. Defaults follow laplace-torch. */
@@ -866,9 +874,12 @@ typedef struct bdl_evidence_optimum {
 /**
  * Maximises the evidence over the prior precision of `prior_structure` (BDL_PRIOR_*), and over σ
  * for regression when optimize_sigma is 1, starting from the current values. Newton's method on
- * the analytic gradient (a separable diagonal Newton for a per-parameter prior); log δ stays in
- * [log 1e−10, log 1e10]. tolerance ≤ 0 means 1e−8; max_iterations ≤ 0 means 200. The result is
- * stored as the posterior's hyperparameters (also when not converged: see out->converged).
+ * the analytic gradient (a separable diagonal Newton for a per-parameter prior on diag; L-BFGS
+ * for per-parameter and unit-wise priors on coupled structures); each log δ (unit-wise: each log
+ * factor) stays in [log 1e−10, log 1e10]. tolerance ≤ 0 means 1e−8; max_iterations ≤ 0 means 200.
+ * The result is stored as the posterior's hyperparameters (also when not converged: see
+ * out->converged). BDL_PRIOR_UNITWISE needs the layer shapes, so it works on posteriors made by
+ * bdl_laplace_fit (BDL_INVALID_ARGUMENT otherwise).
  */
 BDL_API bdl_status bdl_laplace_optimize_prior_precision(bdl_laplace *laplace,
                                                         int32_t prior_structure,
@@ -940,6 +951,74 @@ BDL_API bdl_status bdl_laplace_save(const bdl_laplace *laplace, const char *path
  */
 BDL_API bdl_status bdl_laplace_load(const char *path, const bdl_model *model,
                                     bdl_laplace **out_laplace);
+
+/* ---------------------------------------------------------------------------------------------
+ * Marginal-likelihood training (online empirical Bayes, Immer et al. 2021)
+ *
+ * MAP steps on Σ NLL + ½ θᵀ diag(δ) θ alternate with hyperparameter steps: after every
+ * `frequency`-th epoch past `burnin`, the Laplace posterior is refitted at the current θ and the
+ * evidence is maximised over log δ (and log σ for regression) to a gradient norm below
+ * `tolerance` (bdl_laplace_optimize_prior_precision), not stepped as laplace-torch's 100 Adam
+ * steps are. The parameters with the best evidence seen at a hyperparameter step are kept, so no
+ * validation set is needed. The MAP optimiser's state persists across hyperparameter steps.
+ * ------------------------------------------------------------------------------------------- */
+
+/** Options of bdl_train_marglik; fill with bdl_marglik_params_init. */
+typedef struct bdl_marglik_params {
+  uint32_t struct_size;           /**< set by the init function */
+  bdl_train_params train;         /**< the MAP optimiser, epochs, batch size, seed (its defaults);
+                                       train.likelihood is the task, train.sigma the initial σ,
+                                       train.prior_precision the initial δ (NULL: 1, laplace-torch's
+                                       prior_prec_init) */
+  bdl_laplace_params laplace;     /**< the posterior refitted at each step: structure (default
+                                       K-FAC), approximation (expand/reduce), fisher, batch_size,
+                                       temperature; its subset must be BDL_SUBSET_ALL and its
+                                       likelihood, prior and sigma fields are ignored */
+  int32_t prior_structure;        /**< BDL_PRIOR_*; default layerwise (laplace-torch's default) */
+  int32_t optimize_sigma;         /**< regression: tune σ too; default 1 */
+  int64_t frequency;              /**< F ≥ 1: a hyperparameter step every F epochs; default 1 */
+  int64_t burnin;                 /**< epochs at the initial δ before the first step; default 0 */
+  double tolerance;               /**< stationarity of each solve; default 1e−6 */
+  int64_t max_hyper_iterations;   /**< per solve; default 100 */
+} bdl_marglik_params;
+
+/** Fills `params` with the defaults above (train and laplace with their own init functions). */
+BDL_API bdl_status bdl_marglik_params_init(bdl_marglik_params *params);
+
+/** What bdl_train_marglik reports after each epoch. */
+typedef struct bdl_marglik_progress {
+  int64_t epoch;                  /**< 1-based epoch just finished */
+  int64_t epochs;
+  double objective;               /**< mean minibatch MAP objective over the epoch */
+  double mean_negative_log_likelihood;
+  int32_t hyperparameter_step;    /**< 1 if this epoch ended with a hyperparameter step */
+  double log_marginal_likelihood; /**< the evidence after that step (NaN without a step) */
+  double sigma_noise;             /**< σ the next epochs train with (regression) */
+} bdl_marglik_progress;
+
+/** Progress callback of bdl_train_marglik: return 0 to continue, nonzero to stop after this epoch. */
+typedef int32_t (*bdl_marglik_progress_fn)(const bdl_marglik_progress *progress, void *user_data);
+
+/**
+ * Trains `model` in place by the evidence and returns the posterior at the kept parameters, with
+ * its evidence-optimal hyperparameters (read them with bdl_laplace_hyperparameters).
+ * @param y  labels or targets as for bdl_model_loss_gradient
+ * @param params  options (NULL: the defaults)
+ * @param progress  called after every epoch (may be NULL)
+ * @param[out] out_laplace  the posterior (free with bdl_laplace_free)
+ * @param[out] out_history, history_capacity  one report per epoch run (may be NULL; else the
+ *        capacity must cover train.epochs)
+ * @param[out] out_best_epoch  the epoch whose parameters were kept (0: no hyperparameter step
+ *        ran; the final θ is kept). May be NULL.
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (bad options, labels, a non-positive initial δ);
+ *         BDL_SHAPE_MISMATCH (prior length, history capacity); BDL_NON_FINITE_INPUT;
+ *         BDL_NOT_CONVERGED (MAP training diverged: θ is restored). On error θ is unchanged.
+ */
+BDL_API bdl_status bdl_train_marglik(bdl_model *model, const double *X, int64_t n, const double *y,
+                                     const bdl_marglik_params *params,
+                                     bdl_marglik_progress_fn progress, void *user_data,
+                                     bdl_laplace **out_laplace, bdl_marglik_progress *out_history,
+                                     int64_t history_capacity, int64_t *out_best_epoch);
 
 /* ---------------------------------------------------------------------------------------------
  * Calibration metrics of class probabilities (n × C, rows ≥ 0 summing to 1 within 1e−6) against

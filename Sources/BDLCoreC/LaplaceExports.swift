@@ -7,7 +7,15 @@ import CBDLCore
 /// The posterior behind a `bdl_laplace*` (hyperparameters and optimisation change it).
 final class LaplaceHandle: @unchecked Sendable {  // mutated only by its one user thread
   var laplace: Laplace
-  init(_ laplace: Laplace) { self.laplace = laplace }
+  /// The covered parameter tensors' shapes when known (fitted from a model): a unit-wise prior needs them.
+  let parameterShapes: [[Int]]?
+  init(_ laplace: Laplace, model: Sequential? = nil) {
+    self.laplace = laplace
+    // The covered tensors are the model's last ones (all, or the last layer's).
+    var shapes = model?.layers.flatMap(\.parameterShapes) ?? []
+    while !shapes.isEmpty && shapes.reduce(0, { $0 + $1.reduce(1, *) }) > laplace.parameterCount { shapes.removeFirst() }
+    parameterShapes = shapes.isEmpty ? nil : shapes
+  }
 }
 
 private func laplaceHandle(_ handle: OpaquePointer?) throws(BDLError) -> LaplaceHandle {
@@ -15,7 +23,7 @@ private func laplaceHandle(_ handle: OpaquePointer?) throws(BDLError) -> Laplace
 }
 
 /// The checked params (NULL: the defaults).
-private func laplaceParams(_ params: UnsafePointer<bdl_laplace_params>?) throws(BDLError) -> bdl_laplace_params {
+func laplaceParams(_ params: UnsafePointer<bdl_laplace_params>?) throws(BDLError) -> bdl_laplace_params {
   var p = bdl_laplace_params()
   if let params { p = params.pointee } else { _ = bdl_laplace_params_init(&p) }
   guard Int(p.struct_size) == MemoryLayout<bdl_laplace_params>.size else {
@@ -70,23 +78,7 @@ public func bdl_laplace_fit(
     let out = try Arguments.output(outLaplace, "out_laplace")
     let m = try ModelArguments.model(modelHandle)
     let p = try laplaceParams(params)
-    var options = Laplace.FitOptions()
-    switch Int(p.structure) {
-    case BDL_LAPLACE_FULL: options.structure = .full
-    case BDL_LAPLACE_DIAG: options.structure = .diagonal
-    case BDL_LAPLACE_KRON: options.structure = .kron
-    default: throw .invalidArgument("params->structure = \(p.structure) is not a BDL_LAPLACE_* value")
-    }
-    switch Int(p.subset) {
-    case BDL_SUBSET_ALL: options.subset = .all
-    case BDL_SUBSET_LAST_LAYER: options.subset = .lastLayer
-    default: throw .invalidArgument("params->subset = \(p.subset) is not a BDL_SUBSET_* value")
-    }
-    guard p.damped == 0 || p.damped == 1 else { throw .invalidArgument("params->damped = \(p.damped); it must be 0 or 1") }
-    options.fisher = try Arguments.fisher(p.fisher, samples: p.mc_samples, seed: p.seed)
-    options.approximation = try Arguments.approximation(p.approximation)
-    options.batchSize = try Arguments.size(p.batch_size, "params->batch_size")
-    options.dampedKronecker = p.damped == 1
+    let options = try fitOptions(p)
     let kind = try ModelArguments.likelihoodKind(p.likelihood)
     let x = try ModelArguments.batch(X, n, m)
     let (_, targets) = try ModelArguments.supervision(y, n: x.count, likelihood: p.likelihood, sigma: 1, model: m)
@@ -94,8 +86,30 @@ public func bdl_laplace_fit(
     let laplace = try Laplace.fit(
       model: m, inputs: x, targets: targets, likelihood: kind, options: options, hyperparameters: try hyperparameters(p),
       progress: report)
-    out.pointee = Handles.make(LaplaceHandle(laplace), kind: .laplace)
+    out.pointee = Handles.make(LaplaceHandle(laplace, model: m), kind: .laplace)
   }
+}
+
+/// The fit options of checked params.
+func fitOptions(_ p: bdl_laplace_params) throws(BDLError) -> Laplace.FitOptions {
+  var options = Laplace.FitOptions()
+  switch Int(p.structure) {
+  case BDL_LAPLACE_FULL: options.structure = .full
+  case BDL_LAPLACE_DIAG: options.structure = .diagonal
+  case BDL_LAPLACE_KRON: options.structure = .kron
+  default: throw .invalidArgument("params->structure = \(p.structure) is not a BDL_LAPLACE_* value")
+  }
+  switch Int(p.subset) {
+  case BDL_SUBSET_ALL: options.subset = .all
+  case BDL_SUBSET_LAST_LAYER: options.subset = .lastLayer
+  default: throw .invalidArgument("params->subset = \(p.subset) is not a BDL_SUBSET_* value")
+  }
+  guard p.damped == 0 || p.damped == 1 else { throw .invalidArgument("params->damped = \(p.damped); it must be 0 or 1") }
+  options.fisher = try Arguments.fisher(p.fisher, samples: p.mc_samples, seed: p.seed)
+  options.approximation = try Arguments.approximation(p.approximation)
+  options.batchSize = try Arguments.size(p.batch_size, "params->batch_size")
+  options.dampedKronecker = p.damped == 1
+  return options
 }
 
 @c @implementation
@@ -222,6 +236,17 @@ public func bdl_laplace_log_marginal_likelihood_grad(
   }
 }
 
+/// A BDL_PRIOR_* value.
+func priorChoice(_ value: Int32, _ name: String) throws(BDLError) -> MarginalLikelihoodTraining.Prior {
+  switch Int(value) {
+  case BDL_PRIOR_SCALAR: return .scalar
+  case BDL_PRIOR_LAYERWISE: return .layerwise
+  case BDL_PRIOR_DIAG: return .diagonal
+  case BDL_PRIOR_UNITWISE: return .unitwise
+  default: throw .invalidArgument("\(name) = \(value) is not a BDL_PRIOR_* value")
+  }
+}
+
 @c @implementation
 public func bdl_laplace_optimize_prior_precision(
   _ laplace: OpaquePointer!, _ priorStructure: Int32, _ optimizeSigma: Int32, _ tolerance: Double,
@@ -229,18 +254,22 @@ public func bdl_laplace_optimize_prior_precision(
 ) -> bdl_status {
   exported { () throws(BDLError) in
     let handle = try laplaceHandle(laplace)
-    let structure: PriorStructure
-    switch Int(priorStructure) {
-    case BDL_PRIOR_SCALAR: structure = .scalar
-    case BDL_PRIOR_LAYERWISE: structure = .layerwise
-    case BDL_PRIOR_DIAG: structure = .diagonal
-    default: throw .invalidArgument("prior_structure = \(priorStructure) is not a BDL_PRIOR_* value")
-    }
+    let prior = try priorChoice(priorStructure, "prior_structure")
     guard optimizeSigma == 0 || optimizeSigma == 1 else { throw .invalidArgument("optimize_sigma = \(optimizeSigma); it must be 0 or 1") }
     guard !tolerance.isNaN else { throw .invalidArgument("tolerance is NaN") }
-    let result = try handle.laplace.optimizePriorPrecision(
-      structure: structure, optimizeSigma: optimizeSigma == 1, tolerance: tolerance > 0 ? tolerance : 1e-8,
-      maxIterations: maxIterations > 0 ? Int(maxIterations) : 200)
+    let (tolerance, iterations) = (tolerance > 0 ? tolerance : 1e-8, maxIterations > 0 ? Int(maxIterations) : 200)
+    let result: Laplace.EvidenceMaximization
+    if prior == .unitwise {
+      guard let shapes = handle.parameterShapes else {
+        throw .invalidArgument("a unit-wise prior needs the layer shapes: use a posterior made by bdl_laplace_fit")
+      }
+      result = try handle.laplace.optimizePriorPrecision(
+        unitwise: UnitwisePrior(shapes: shapes), optimizeSigma: optimizeSigma == 1, tolerance: tolerance, maxIterations: iterations)
+    } else {
+      result = try handle.laplace.optimizePriorPrecision(
+        structure: PriorStructure(rawValue: prior.rawValue)!, optimizeSigma: optimizeSigma == 1, tolerance: tolerance,
+        maxIterations: iterations)
+    }
     out?.pointee = bdl_evidence_optimum(
       log_marginal_likelihood: result.logMarginalLikelihood, gradient_norm: result.gradientNorm,
       iterations: Int64(result.iterations), converged: result.converged ? 1 : 0)
@@ -371,13 +400,15 @@ public func bdl_laplace_load(
   exported { () throws(BDLError) in
     let out = try Arguments.output(outLaplace, "out_laplace")
     let laplace = try LaplaceFile.load(from: Arguments.path(path))
+    var model: Sequential?
     if modelHandle != nil {
       let m = try ModelArguments.model(modelHandle)
+      model = m
       guard m.parameterCount == laplace.networkParameterCount else {
         throw .shapeMismatch("the model has \(m.parameterCount) parameters; the saved posterior belongs to a network with \(laplace.networkParameterCount)")
       }
     }
-    out.pointee = Handles.make(LaplaceHandle(laplace), kind: .laplace)
+    out.pointee = Handles.make(LaplaceHandle(laplace, model: model), kind: .laplace)
   }
 }
 

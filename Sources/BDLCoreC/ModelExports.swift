@@ -315,6 +315,8 @@ public func bdl_train_params_init(_ params: UnsafeMutablePointer<bdl_train_param
     p.prior_precision = nil
     p.prior_precision_count = 0
     p.seed = defaults.seed
+    p.mask = nil
+    p.mask_count = 0
     out.pointee = p
   }
 }
@@ -343,6 +345,9 @@ func trainingOptions(_ p: bdl_train_params) throws(BDLError) -> TrainingOptions 
     options.priorPrecision = try Arguments.array(p.prior_precision, count: count, "params->prior_precision")
   }
   options.seed = p.seed
+  if p.mask != nil || p.mask_count != 0 {
+    options.mask = try Arguments.array(p.mask, count: try Arguments.size(p.mask_count, "params->mask_count"), "params->mask")
+  }
   return options
 }
 

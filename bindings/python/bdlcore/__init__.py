@@ -23,7 +23,8 @@ gradients, per-layer K-FAC statistics, training; ``bdlcore.Sequential``, ``bdlco
 :mod:`bdlcore.curvature` (GGN, its diagonal, K-FAC and EK-FAC of a network as linear operators
 on its parameters; caller-fed K-FAC statistics: ``bdlcore.KFAC``, ``bdlcore.KFACAccumulator``),
 :mod:`bdlcore.laplace` (Laplace posteriors: evidence and its gradients, evidence-optimal priors,
-linearised predictives, sampling, save/load; ``bdlcore.Laplace``), :mod:`bdlcore.influence`
+linearised predictives, sampling, save/load; ``bdlcore.Laplace``), :mod:`bdlcore.marglik` (marginal-likelihood training of a network and its priors by the
+evidence; ``bdlcore.train_marglik``), :mod:`bdlcore.influence`
 (influence scores τ = ∇mᵀ(G + λI)⁻¹∇ℓ with EK-FAC, K-FAC, diagonal, GGN or identity curvature,
 self-influence, top-k; ``bdlcore.Influence``), :mod:`bdlcore.evaluation` (the linear
 datamodeling score and retraining without the top-k examples), :mod:`bdlcore.metrics`
@@ -54,6 +55,7 @@ from .curvature import EKFAC, GGN, KFAC, DiagGGN, KFACAccumulator
 from .kron import KronFactor, kron_diagonal, kron_logdet, kron_solve
 from .influence import Influence
 from .laplace import EvidenceOptimum, Laplace
+from .marglik import MarglikResult, train_marglik
 from .model import (
     GELU,
     AvgPool2d,
@@ -123,6 +125,8 @@ __all__ = [
     "KFACAccumulator",
     "Laplace",
     "EvidenceOptimum",
+    "train_marglik",
+    "MarglikResult",
     "Influence",
     "influence",
     "evaluation",

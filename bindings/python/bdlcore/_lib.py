@@ -58,7 +58,10 @@ __all__ = [
     "bdl_laplace_params",
     "bdl_evidence_optimum",
     "bdl_influence_params",
+    "bdl_marglik_params",
+    "bdl_marglik_progress",
     "BDL_PROGRESS_FN",
+    "BDL_MARGLIK_PROGRESS_FN",
     "BDL_PASS_PROGRESS_FN",
 ]
 
@@ -292,12 +295,14 @@ SUBSET_CONSTANTS = {
 BDL_PRIOR_SCALAR = 1
 BDL_PRIOR_LAYERWISE = 2
 BDL_PRIOR_DIAG = 3
+BDL_PRIOR_UNITWISE = 4
 
 #: Every prior-precision structure (``bdl_laplace_optimize_prior_precision``) by its header name.
 PRIOR_CONSTANTS = {
     "BDL_PRIOR_SCALAR": BDL_PRIOR_SCALAR,
     "BDL_PRIOR_LAYERWISE": BDL_PRIOR_LAYERWISE,
     "BDL_PRIOR_DIAG": BDL_PRIOR_DIAG,
+    "BDL_PRIOR_UNITWISE": BDL_PRIOR_UNITWISE,
 }
 
 BDL_LINK_PROBIT = 1
@@ -399,6 +404,8 @@ class bdl_train_params(Structure):
         ("prior_precision", POINTER(c_double)),
         ("prior_precision_count", c_int64),
         ("seed", c_uint64),
+        ("mask", POINTER(c_double)),
+        ("mask_count", c_int64),
     ]
 
 
@@ -460,6 +467,40 @@ class bdl_evidence_optimum(Structure):
         ("iterations", c_int64),
         ("converged", c_int32),
     ]
+
+
+class bdl_marglik_params(Structure):
+    """Mirror of ``bdl_marglik_params``; fill with ``bdl_marglik_params_init``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("train", bdl_train_params),
+        ("laplace", bdl_laplace_params),
+        ("prior_structure", c_int32),
+        ("optimize_sigma", c_int32),
+        ("frequency", c_int64),
+        ("burnin", c_int64),
+        ("tolerance", c_double),
+        ("max_hyper_iterations", c_int64),
+    ]
+
+
+class bdl_marglik_progress(Structure):
+    """Mirror of ``bdl_marglik_progress``: what ``bdl_train_marglik`` reports after each epoch."""
+
+    _fields_ = [
+        ("epoch", c_int64),
+        ("epochs", c_int64),
+        ("objective", c_double),
+        ("mean_negative_log_likelihood", c_double),
+        ("hyperparameter_step", c_int32),
+        ("log_marginal_likelihood", c_double),
+        ("sigma_noise", c_double),
+    ]
+
+
+#: ``typedef int32_t (*bdl_marglik_progress_fn)(const bdl_marglik_progress *progress, void *user_data);``
+BDL_MARGLIK_PROGRESS_FN = CFUNCTYPE(c_int32, POINTER(bdl_marglik_progress), c_void_p)
 
 
 class bdl_layer_data(Structure):
@@ -920,6 +961,23 @@ _declare("bdl_laplace_save", bdl_status, [_handle, c_char_p])
 # bdl_status bdl_laplace_load(const char *path, const bdl_model *model,
 #                             bdl_laplace **out_laplace);
 _declare("bdl_laplace_load", bdl_status, [c_char_p, _handle, POINTER(_handle)])
+
+# bdl_status bdl_marglik_params_init(bdl_marglik_params *params);
+_declare("bdl_marglik_params_init", bdl_status, [POINTER(bdl_marglik_params)])
+
+# bdl_status bdl_train_marglik(bdl_model *model, const double *X, int64_t n, const double *y,
+#                              const bdl_marglik_params *params,
+#                              bdl_marglik_progress_fn progress, void *user_data,
+#                              bdl_laplace **out_laplace, bdl_marglik_progress *out_history,
+#                              int64_t history_capacity, int64_t *out_best_epoch);
+_declare(
+    "bdl_train_marglik",
+    bdl_status,
+    [
+        _handle, _dptr, c_int64, _dptr, POINTER(bdl_marglik_params), BDL_MARGLIK_PROGRESS_FN, c_void_p,
+        POINTER(c_void_p), POINTER(bdl_marglik_progress), c_int64, _i64ptr,
+    ],
+)
 
 # bdl_status bdl_metrics_accuracy(const double *probs, int64_t n, int64_t n_classes,
 #                                 const int64_t *labels, double *out_value);

@@ -68,7 +68,12 @@ _ptr = _lib.as_pointer
 
 _STRUCTURES = {"full": _lib.BDL_LAPLACE_FULL, "diag": _lib.BDL_LAPLACE_DIAG, "kron": _lib.BDL_LAPLACE_KRON}
 _SUBSETS = {"all": _lib.BDL_SUBSET_ALL, "last_layer": _lib.BDL_SUBSET_LAST_LAYER}
-_PRIOR_STRUCTURES = {"scalar": _lib.BDL_PRIOR_SCALAR, "layerwise": _lib.BDL_PRIOR_LAYERWISE, "diag": _lib.BDL_PRIOR_DIAG}
+_PRIOR_STRUCTURES = {
+    "scalar": _lib.BDL_PRIOR_SCALAR,
+    "layerwise": _lib.BDL_PRIOR_LAYERWISE,
+    "diag": _lib.BDL_PRIOR_DIAG,
+    "unitwise": _lib.BDL_PRIOR_UNITWISE,
+}
 _LINKS = {"probit": _lib.BDL_LINK_PROBIT, "bridge": _lib.BDL_LINK_BRIDGE, "mc": _lib.BDL_LINK_MC}
 _PRED_TYPES = ("glm", "nn")
 
@@ -683,7 +688,8 @@ class Laplace(_OwnedHandle):
         r"""Maximises the evidence over δ (and σ for regression with ``optimize_sigma``).
 
         Newton's method on the analytic gradient and Hessian with respect to log δ (a separable
-        diagonal Newton for a per-parameter prior), started from the current values, until the
+        diagonal Newton for a per-parameter prior on ``diag``, L-BFGS for per-parameter and
+        unit-wise priors on coupled structures), started from the current values, until the
         gradient norm is < ``tol``; log δ stays in [log 1e−10, log 1e10]. laplace-torch's
         ``optimize_prior_precision(method='marglik')`` instead takes 100 Adam steps (lr 0.1) on
         the same objective and stops wherever they end, typically with gradients of 1e−2 to
@@ -693,8 +699,10 @@ class Laplace(_OwnedHandle):
         Args:
             prior_structure: ``"scalar"``, ``"layerwise"`` (one δ per parameter tensor: the
                 default, since separate weight and bias scales usually raise the evidence
-                markedly at no risk of overfitting a handful of values) or ``"diag"``
-                (one per parameter).
+                markedly at no risk of overfitting a handful of values), ``"diag"``
+                (one per parameter) or ``"unitwise"`` (δ_ij = a_i·b_j per weight — per (out, in)
+                channel pair for a conv — and one per bias element, stored as one δ per
+                parameter; needs a posterior made by :meth:`fit`, which knows the layer shapes).
             optimize_sigma: also optimise σ (regression only).
             tol: the gradient-norm tolerance (≤ 0 means 1e−8).
             max_iter: the iteration limit (≤ 0 means 200).

@@ -313,11 +313,6 @@ class _ProgressBar(TextBar):
         return False
 
 
-def _progress_reporter(progress) -> Tuple[Optional[Callable[[Dict[str, Any]], Any]], Optional[_ProgressBar]]:
-    """(callable or None, bar to close or None) for fit's ``progress`` argument."""
-    return _reporter(progress, _ProgressBar)
-
-
 # ---------------------------------------------------------------------------------------------
 # The network
 # ---------------------------------------------------------------------------------------------
@@ -653,6 +648,7 @@ class Sequential(_OwnedHandle):
         momentum: float = 0.9,
         sigma: float = 1.0,
         progress: Union[None, bool, Callable[[Dict[str, Any]], Any]] = None,
+        mask=None,
     ) -> List[Dict[str, Any]]:
         r"""Trains θ to the MAP estimate by minibatch Adam or SGD with seeded shuffling.
 
@@ -669,8 +665,8 @@ class Sequential(_OwnedHandle):
             lr: learning rate.
             epochs: number of passes over the data.
             batch_size: examples per step (the last batch of an epoch may be smaller).
-            prior_precision: δ, a float or one value per parameter tensor in θ order
-                (W₀, b₀, W₁, b₁, …).
+            prior_precision: δ, a float, one value per parameter tensor in θ order
+                (W₀, b₀, W₁, b₁, …) or one per parameter.
             seed: shuffling seed.
             schedule: ``"constant"`` or ``"cosine"`` (annealed to 0 over the epochs).
             momentum: SGD momentum in [0, 1).
@@ -683,20 +679,48 @@ class Sequential(_OwnedHandle):
                 from inside the callback. An exception raised by the callback stops training and
                 is re-raised once the library has returned; θ then holds the last finished epoch's
                 value. (So Ctrl-C takes effect at the end of the running epoch.)
+            mask: None, or one 0/1 value per parameter (e.g. from :func:`bdlcore.pruning.mask`):
+                parameters with 0 are set to 0 before the first step and stay exactly 0 — a
+                pruned network keeps its sparsity through fine-tuning.
 
         Returns:
             One dict per finished epoch, as passed to the callback.
 
         Raises:
-            ShapeMismatchError: X or y has the wrong shape; prior_precision has neither 1 nor
-                one value per parameter tensor.
+            ShapeMismatchError: X or y has the wrong shape; prior_precision has neither 1, one
+                value per parameter tensor nor one per parameter; mask has not P values.
             InvalidArgumentError: bad option (unknown likelihood/optimizer/schedule, lr,
-                epochs, batch_size, momentum, σ), a label outside [0, C) or not an integer, N = 0.
+                epochs, batch_size, momentum, σ), a label outside [0, C) or not an integer, N = 0,
+                a mask value other than 0 or 1.
             NonFiniteInputError: NaN/Inf in X, y or prior_precision.
             NotConvergedError: the objective became NaN/Inf; θ is restored to its value before
                 the call.
             On any error raised by the library θ is unchanged.
         """
+        params, X, n, y, keep = self._train_params(
+            X, y, likelihood, optimizer, lr, epochs, batch_size, prior_precision, seed, schedule, momentum, sigma, mask
+        )
+
+        def entry(report) -> Dict[str, Any]:
+            return {
+                "epoch": int(report.epoch),
+                "epochs": int(report.epochs),
+                "objective": float(report.objective),
+                "mean_nll": float(report.mean_negative_log_likelihood),
+            }
+
+        last = _lib.bdl_train_progress()
+        return self._run_epochs(
+            progress, _ProgressBar, _lib.BDL_PROGRESS_FN, entry,
+            lambda handle, callback: _lib.lib.bdl_model_train(
+                handle, _ptr(X), n, _ptr(y), byref(params), callback, None, byref(last)
+            ),
+        )
+
+    def _train_params(
+        self, X, y, likelihood, optimizer, lr, epochs, batch_size, prior_precision, seed, schedule, momentum, sigma, mask
+    ):
+        """(bdl_train_params, X, n, y, arrays its pointers refer to) for :meth:`fit`'s options."""
         code = _choice(likelihood, _LIKELIHOODS, "likelihood")
         optimizer_code = _choice(optimizer, _OPTIMIZERS, "optimizer")
         schedule_code = _choice(schedule, _SCHEDULES, "schedule")
@@ -708,8 +732,6 @@ class Sequential(_OwnedHandle):
                 f"prior_precision: expected a float or a sequence of one value per parameter tensor, got shape {prior.shape}"
             )
         prior = prior.reshape(-1)
-        reporter, bar = _progress_reporter(progress)
-
         params = _lib.bdl_train_params()
         _check(_lib.lib.bdl_train_params_init(byref(params)))
         params.likelihood = code
@@ -723,38 +745,40 @@ class Sequential(_OwnedHandle):
         params.prior_precision = _ptr(prior)
         params.prior_precision_count = prior.size
         params.seed = _seed(seed)
+        keep = [prior]
+        if mask is not None:
+            mask = np.ascontiguousarray(mask, dtype=np.float64).reshape(-1)
+            params.mask, params.mask_count = _ptr(mask), mask.size
+            keep.append(mask)
+        return params, X, n, y, keep
 
+    def _run_epochs(self, progress, bar_type, callback_type, entry, invoke) -> List[Dict[str, Any]]:
+        """Runs ``invoke(handle, callback)`` — a C training call reporting every epoch through a
+        ``callback_type`` callback — turning each report into ``entry(report)``: collected,
+        passed to the progress callable or bar, and returned. Exceptions raised by the user's
+        callable are kept (nothing may propagate into the library) and re-raised afterwards."""
+        reporter, bar = _reporter(progress, bar_type)
         history: List[Dict[str, Any]] = []
         failures: List[BaseException] = []
 
         def on_epoch(report_pointer, _user_data) -> int:
-            # Nothing may propagate into the library: exceptions are kept and re-raised later.
             try:
-                report = report_pointer.contents
-                entry = {
-                    "epoch": int(report.epoch),
-                    "epochs": int(report.epochs),
-                    "objective": float(report.objective),
-                    "mean_nll": float(report.mean_negative_log_likelihood),
-                }
-                history.append(entry)
-                if reporter is not None and reporter(dict(entry)):
+                item = entry(report_pointer.contents)
+                history.append(item)
+                if reporter is not None and reporter(dict(item)):
                     return 1
                 return 0
             except BaseException as error:  # noqa: BLE001 — includes KeyboardInterrupt
                 failures.append(error)
                 return 1
 
-        callback = _lib.BDL_PROGRESS_FN(on_epoch)  # kept alive by this frame during the call
-        last = _lib.bdl_train_progress()
+        callback = callback_type(on_epoch)  # kept alive by this frame during the call
         error = None
         try:
             with self._use() as handle:
                 self._training_thread = threading.get_ident()
                 try:
-                    status = _lib.lib.bdl_model_train(
-                        handle, _ptr(X), n, _ptr(y), byref(params), callback, None, byref(last)
-                    )
+                    status = invoke(handle, callback)
                     if status != _lib.BDL_OK:
                         message = _lib.lib.bdl_last_error_message().decode("utf-8", "replace")
                         error = error_for_status(status, message)
