@@ -958,9 +958,10 @@ BDL_API bdl_status bdl_laplace_load(const char *path, const bdl_model *model,
  * MAP steps on Σ NLL + ½ θᵀ diag(δ) θ alternate with hyperparameter steps: after every
  * `frequency`-th epoch past `burnin`, the Laplace posterior is refitted at the current θ and the
  * evidence is maximised over log δ (and log σ for regression) to a gradient norm below
- * `tolerance` (bdl_laplace_optimize_prior_precision), not stepped as laplace-torch's 100 Adam
- * steps are. The parameters with the best evidence seen at a hyperparameter step are kept, so no
- * validation set is needed. The MAP optimiser's state persists across hyperparameter steps.
+ * `tolerance` (bdl_laplace_optimize_prior_precision), not stepped as laplace-torch's 10 Adam
+ * steps (its n_hypersteps) are. The parameters with the best evidence seen at a hyperparameter
+ * step are kept, so no validation set is needed. The MAP optimiser's state persists across
+ * hyperparameter steps.
  * ------------------------------------------------------------------------------------------- */
 
 /** Options of bdl_train_marglik; fill with bdl_marglik_params_init. */

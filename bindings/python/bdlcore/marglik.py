@@ -10,8 +10,8 @@ the Laplace posterior is refitted at the current θ and the log marginal likelih
 
     log p(D) ≈ log p(D|θ*) − ½ [log det P − log det P0] − ½ θ*ᵀ P0 θ*
 
-is maximised over log δ (and log σ for regression). laplace-torch takes 100 Adam steps (lr 0.1)
-per refit; bdlcore solves each step to a gradient norm below ``tol`` with the analytic gradients
+is maximised over log δ (and log σ for regression). laplace-torch takes ``n_hypersteps`` = 10
+Adam steps (lr 0.1) per refit; bdlcore solves each step to a gradient norm below ``tol`` with the analytic gradients
 (Newton for grouped priors, L-BFGS for parameter- and unit-wise ones), usually in fewer than 20
 iterations. The parameters with the best evidence seen at a hyperparameter step are kept, so no
 validation set is needed.
