@@ -19,7 +19,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE_DIR := $(CURDIR)/.build/release
 LIBRARY := $(RELEASE_DIR)/libbdlcore.so
 C_BUILD := bindings/c/build
-C_TESTS := test_kron test_errors test_blas test_threads test_model test_curvature test_laplace test_influence test_marglik test_pruning
+C_TESTS := test_kron test_errors test_blas test_threads test_model test_curvature test_laplace test_influence test_marglik test_pruning test_model_selection
 C_EXAMPLES := kron_quickstart laplace_quickstart
 CFLAGS_TEST := -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude
 LDFLAGS_TEST := -L$(RELEASE_DIR) -lbdlcore -Wl,-rpath,$(RELEASE_DIR) -lm -pthread

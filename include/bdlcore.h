@@ -295,13 +295,19 @@ enum {
   BDL_LAYER_FLATTEN = 8,             /**< (N, d1, d2, …) → (N, d1·d2·…) */
   BDL_LAYER_AVG_POOL2D = 9,          /**< mean over non-overlapping k × k windows (stride k) */
   BDL_LAYER_GLOBAL_AVG_POOL2D = 10,  /**< (N, C, H, W) → (N, C) */
-  BDL_LAYER_MEAN_OVER_SEQUENCE = 11  /**< (N, T, D) → (N, D) */
+  BDL_LAYER_MEAN_OVER_SEQUENCE = 11, /**< (N, T, D) → (N, D) */
+  BDL_LAYER_CONV_FC_MIXTURE = 12     /**< ½(Conv2d(x) + reshape(W·vec(x) + b)): a convolution and a
+                                          fully-connected path averaged (layer-wise equivariance
+                                          selection); conv fields as for Conv2d. Occupies TWO
+                                          engine layers (conv, then FC), so per-layer indices
+                                          after it shift by one; parameters: conv W, b, FC W
+                                          (C_out·H_out·W_out × C_in·H·W), b */
 };
 
 /**
  * One layer. Fields a kind does not use are ignored.
- * Linear: in_features, out_features, bias. Conv2d: in_features = in_channels,
- * out_features = out_channels, kernel_size, stride (≥ 1), padding (≥ 0), bias.
+ * Linear: in_features, out_features, bias. Conv2d and the conv/FC mixture: in_features =
+ * in_channels, out_features = out_channels, kernel_size, stride (≥ 1), padding (≥ 0), bias.
  * AvgPool2d: kernel_size.
  */
 typedef struct bdl_layer_spec {
@@ -964,6 +970,13 @@ BDL_API bdl_status bdl_laplace_load(const char *path, const bdl_model *model,
  * hyperparameter steps.
  * ------------------------------------------------------------------------------------------- */
 
+/** What the hyperparameter steps of bdl_train_marglik maximise. */
+enum {
+  BDL_OBJECTIVE_LAPLACE = 1,  /**< the evidence of the refitted Laplace posterior (laplace.structure) */
+  BDL_OBJECTIVE_NTK_BOUND = 2 /**< the NTK lower bound on the full-GGN evidence (bdl_ntk_evidence_bound),
+                                   batches redrawn at each step; scalar or layerwise prior only */
+};
+
 /** Options of bdl_train_marglik; fill with bdl_marglik_params_init. */
 typedef struct bdl_marglik_params {
   uint32_t struct_size;           /**< set by the init function */
@@ -981,6 +994,10 @@ typedef struct bdl_marglik_params {
   int64_t burnin;                 /**< epochs at the initial δ before the first step; default 0 */
   double tolerance;               /**< stationarity of each solve; default 1e−6 */
   int64_t max_hyper_iterations;   /**< per solve; default 100 */
+  int32_t objective;              /**< BDL_OBJECTIVE_*; default Laplace */
+  int64_t bound_batch_size;       /**< NTK bound: examples per batch; 0 (default): all in one batch */
+  int32_t independent_outputs;    /**< NTK bound: the classes-independent variant; default 0 */
+  int32_t group_by_class;         /**< NTK bound: class-grouped batches (classification); default 0 */
 } bdl_marglik_params;
 
 /** Fills `params` with the defaults above (train and laplace with their own init functions). */
@@ -993,7 +1010,8 @@ typedef struct bdl_marglik_progress {
   double objective;               /**< mean minibatch MAP objective over the epoch */
   double mean_negative_log_likelihood;
   int32_t hyperparameter_step;    /**< 1 if this epoch ended with a hyperparameter step */
-  double log_marginal_likelihood; /**< the evidence after that step (NaN without a step) */
+  double log_marginal_likelihood; /**< the objective (evidence or NTK bound) after that step (NaN
+                                       without a step) */
   double sigma_noise;             /**< σ the next epochs train with (regression) */
 } bdl_marglik_progress;
 
@@ -1011,8 +1029,9 @@ typedef int32_t (*bdl_marglik_progress_fn)(const bdl_marglik_progress *progress,
  *        capacity must cover train.epochs)
  * @param[out] out_best_epoch  the epoch whose parameters were kept (0: no hyperparameter step
  *        ran; the final θ is kept). May be NULL.
- * @return BDL_OK; BDL_INVALID_ARGUMENT (bad options, labels, a non-positive initial δ);
- *         BDL_SHAPE_MISMATCH (prior length, history capacity); BDL_NON_FINITE_INPUT;
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (bad options, labels, a non-positive initial δ, the NTK
+ *         objective with a per-parameter or unit-wise prior); BDL_SHAPE_MISMATCH (prior length,
+ *         history capacity); BDL_NON_FINITE_INPUT; BDL_OUT_OF_MEMORY (NTK batches too large);
  *         BDL_NOT_CONVERGED (MAP training diverged: θ is restored). On error θ is unchanged.
  */
 BDL_API bdl_status bdl_train_marglik(bdl_model *model, const double *X, int64_t n, const double *y,
@@ -1214,6 +1233,266 @@ BDL_API bdl_status bdl_evaluation_retrain_without_top_k(
     const double *cotangents, const double *scores, int64_t k, const bdl_train_params *train,
     uint64_t seed, bdl_pass_progress_fn progress, void *user_data, double *out_without_top_k,
     double *out_without_random);
+
+/* ---------------------------------------------------------------------------------------------
+ * Pruning: scores, structured units, masks, sparsity and FLOP counts, model files
+ *
+ * A score ranks parameters: the smallest are removed first. With θ the posterior mean θ* of a
+ * Laplace posterior (or the model's parameters when no posterior is given) and P = h·G + P0 its
+ * precision at its current hyperparameters (h = 1/(σ²T) for regression, 1/T for
+ * classification), in the posterior's own structure and never formed densely where the structure
+ * avoids it:
+ *   diag: P_ii = h·G_ii + δ_i;
+ *   kron: per block, with P's eigenvalues d_pq = h·β_p·α_q + δ in the eigenbasis Q_B ⊗ Q_A,
+ *         P_(m,n) = Σ_pq Q_B[m,p]²·Q_A[n,q]²·d_pq and [P⁻¹]_(m,n) = Σ_pq Q_B[m,p]²·Q_A[n,q]²/d_pq
+ *         (the prior is inside d once; a per-parameter prior as its eigenbasis projection, a
+ *         damped block as its damped product — the form the posterior itself uses);
+ *   full: the diagonals of the dense P and of P⁻¹ (Cholesky).
+ * Structured pruning removes whole units: an output neuron of a Linear layer (its row of W and
+ * its bias entry) or an output filter of a Conv2d layer (W[j] and its bias entry), in every
+ * Linear/Conv2d layer except the last (the output layer is never pruned structurally). Units are
+ * ordered layer by layer, unit by unit; a unit's score is the sum of its parameters' scores.
+ * A mask holds one value per parameter: 1 keeps it, 0 removes it (θ_i = 0). Through the C API a
+ * mask is a plain array, so only its length can be checked against a model.
+ * ------------------------------------------------------------------------------------------- */
+
+/** Pruning criteria (bdl_pruning_scores). */
+enum {
+  BDL_PRUNING_OPD = 1,        /**< P_ii·θ_i²: optimal posterior damage (Dhahri et al. 2024, SpaM) */
+  BDL_PRUNING_OBD = 2,        /**< ½·h·G_ii·θ_i²: optimal brain damage; G_ii the exact GGN diagonal
+                                   (full, diag) or K-FAC's diagonal (kron); OPD = 2·OBD + δ_i·θ_i²
+                                   for diag */
+  BDL_PRUNING_MAGNITUDE = 3,  /**< |θ_i| */
+  BDL_PRUNING_RANDOM = 4,     /**< uniform on [0, 1) from `seed` (the same on every platform) */
+  BDL_PRUNING_KFAC_OBS = 5    /**< θ_i²/[P⁻¹]_ii: the optimal-brain-surgeon saliency with the
+                                   posterior's variances (Kronecker-factored for kron), without
+                                   Hassibi & Stork's ½ (equal to OPD for diag) */
+};
+
+/**
+ * Pruning scores: one per parameter the posterior covers (or per model parameter when laplace is
+ * NULL), or with `structured` 1 one per unit of `model` (see above).
+ *
+ * @param laplace    a posterior, or NULL for BDL_PRUNING_MAGNITUDE and BDL_PRUNING_RANDOM
+ * @param model      the network the posterior was fitted to (size and layout are checked; its
+ *                   values are not read when laplace is given), or NULL unless `structured`
+ * @param criterion  BDL_PRUNING_*
+ * @param structured 0: per parameter; 1: per unit (needs `model`, and a posterior over every
+ *                   parameter, not BDL_SUBSET_LAST_LAYER)
+ * @param seed       seeds BDL_PRUNING_RANDOM (ignored otherwise)
+ * @param[out] out_scores  the scores; may be NULL to ask only the count
+ * @param capacity   length of out_scores (≥ the count) when it is given
+ * @param[out] out_count   the number of scores (may be NULL)
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (both NULL, a posterior criterion without laplace,
+ *         structured without model or from a last-layer posterior, a model without a Linear/Conv2d
+ *         layer before its output layer, unknown criterion, structured not 0/1);
+ *         BDL_SHAPE_MISMATCH (a model of another size or layout than the posterior's, capacity).
+ */
+BDL_API bdl_status bdl_pruning_scores(const bdl_laplace *laplace, const bdl_model *model,
+                                      int32_t criterion, int32_t structured, uint64_t seed,
+                                      double *out_scores, int64_t capacity, int64_t *out_count);
+
+/**
+ * A pruning mask for `model` (P doubles, 0 or 1) from scores.
+ *
+ * Unstructured (structured = 0): global over the network — the k = round(s·n) of the n prunable
+ * parameters with the smallest scores are removed (a threshold at the s-quantile of all prunable
+ * scores), ties to the earlier parameter. Prunable are the weights, and the biases too when
+ * include_biases is 1. Default 0 (weights only): biases are ~1% of a network, cost no
+ * multiplications, and zeroing one shifts a unit's every activation instead of cutting a
+ * connection; SpaM and the magnitude baselines prune weights only. Unpruned biases stay 1.
+ * Structured (structured = 1): per prunable layer l, the k_l = round(f_l·n_l) of its n_l units
+ * with the smallest unit scores (ties: the lower unit) lose their weights and bias, f_l =
+ * per_layer[l], or `sparsity` for every layer when per_layer is NULL.
+ * Sparsity 0 gives the all-ones mask: applying it changes no bit of θ.
+ *
+ * @param scores, n_scores  one per model parameter (unstructured) or per unit (structured), e.g.
+ *                          from bdl_pruning_scores; NaN is refused, ±Inf is ordered
+ * @param sparsity          s in [0, 1) (unstructured; structured without per_layer)
+ * @param per_layer, n_per_layer  structured only: one fraction in [0, 1) per prunable layer, or
+ *                          NULL
+ * @param include_biases    unstructured only: 0 or 1
+ * @param[out] out_mask     P doubles; capacity ≥ P
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (s or a fraction outside [0, 1), one that would remove
+ *         every prunable parameter or every unit of a layer, flags not 0/1, structured pruning of
+ *         a model without a Linear/Conv2d layer before its output); BDL_SHAPE_MISMATCH (n_scores,
+ *         n_per_layer, capacity); BDL_NON_FINITE_INPUT (NaN score).
+ */
+BDL_API bdl_status bdl_pruning_mask(const bdl_model *model, const double *scores, int64_t n_scores,
+                                    double sparsity, int32_t structured, const double *per_layer,
+                                    int64_t n_per_layer, int32_t include_biases,
+                                    double *out_mask, int64_t capacity);
+
+/**
+ * Applies a mask: θ_i = +0 where mask_i = 0; every kept θ_i is left bit for bit. Keep the mask in
+ * bdl_train_params.mask to keep the pruned parameters at 0 through further training.
+ * @param mask, count  P values, each 0 or 1
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL, a value other than 0 or 1); BDL_SHAPE_MISMATCH
+ *         (count ≠ P). On failure θ is unchanged.
+ */
+BDL_API bdl_status bdl_model_apply_mask(bdl_model *model, const double *mask, int64_t count);
+
+/**
+ * What pruning left of one Linear/Conv2d layer. A layer computing y_r = W·a_r + b at R positions
+ * per example (R = 1 for a dense layer on vectors, T on sequences, H_out·W_out for a convolution)
+ * costs R·d_out·d_in multiply-accumulates (MACs; one MAC = 2 FLOPs) dense and R·(kept weights)
+ * after pruning. Bias additions, activations and pooling are not counted; inputs that are dead
+ * because an upstream unit was pruned are not discounted.
+ */
+typedef struct bdl_layer_sparsity {
+  int64_t layer;        /**< position in the model's layer list */
+  int64_t weights;      /**< d_out·d_in */
+  int64_t weights_kept;
+  int64_t biases;       /**< d_out, or 0 without a bias */
+  int64_t biases_kept;
+  int64_t units;        /**< output neurons or filters, d_out */
+  int64_t units_kept;   /**< units with at least one kept weight or bias */
+  int64_t macs;         /**< R·d_out·d_in per example */
+  int64_t macs_kept;    /**< R·weights_kept per example */
+} bdl_layer_sparsity;
+
+/**
+ * Per Linear/Conv2d layer, in layer order: parameters and multiply-accumulates dense and kept.
+ * @param mask, count  P values 0/1; NULL: the parameters that are exactly 0 count as pruned
+ *                     (count ignored)
+ * @param[out] out_layers  may be NULL to ask only the count; capacity ≥ the count otherwise
+ * @param[out] out_count   the number of Linear/Conv2d layers (may be NULL)
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (mask values); BDL_SHAPE_MISMATCH (count ≠ P, capacity).
+ */
+BDL_API bdl_status bdl_model_sparsity(const bdl_model *model, const double *mask, int64_t count,
+                                      bdl_layer_sparsity *out_layers, int64_t capacity,
+                                      int64_t *out_count);
+
+/**
+ * The architecture of a model: its layers as bdl_layer_spec (fields a kind does not use are 0)
+ * and the shape of one input example, as bdl_model_create takes them.
+ * @param[out] out_layers       may be NULL; capacity ≥ the layer count otherwise
+ * @param[out] out_count        the number of layers (may be NULL)
+ * @param[out] out_input_shape  may be NULL; shape_capacity ≥ the input rank otherwise
+ * @param[out] out_input_rank   1, 2 or 3 (may be NULL)
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL model); BDL_SHAPE_MISMATCH (a capacity).
+ */
+BDL_API bdl_status bdl_model_layers(const bdl_model *model, bdl_layer_spec *out_layers,
+                                    int64_t capacity, int64_t *out_count,
+                                    int64_t *out_input_shape, int64_t shape_capacity,
+                                    int64_t *out_input_rank);
+
+/**
+ * Writes the model — its architecture, θ and, if `mask` is not NULL, a pruning mask — to `path`
+ * (versioned, checksummed; atomic: a temporary file renamed over the target, so a failed save
+ * leaves any previous file intact). θ and the mask are restored bit for bit by bdl_model_load.
+ * @param mask, mask_count  NULL, or P values 0/1
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL model or path, mask values); BDL_SHAPE_MISMATCH
+ *         (mask_count ≠ P); BDL_IO_ERROR.
+ */
+BDL_API bdl_status bdl_model_save(const bdl_model *model, const double *mask, int64_t mask_count,
+                                  const char *path);
+
+/**
+ * Reads a model file and reports its parameter count P and whether it holds a mask (either out
+ * may be NULL): what a caller needs to size bdl_model_load's mask buffer.
+ * @return as bdl_model_load.
+ */
+BDL_API bdl_status bdl_model_file_info(const char *path, int64_t *out_num_parameters,
+                                       int32_t *out_has_mask);
+
+/**
+ * Reads a model saved by bdl_model_save as a new handle (free it with bdl_model_free).
+ * @param[out] out_model     the model
+ * @param[out] out_mask      NULL to ignore a stored mask; otherwise receives the mask (P doubles,
+ *                           capacity ≥ P) if the file holds one, and is untouched if not
+ * @param[out] out_has_mask  1 if the file holds a mask, else 0 (may be NULL)
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL path or out_model); BDL_IO_ERROR; BDL_CORRUPT_DATA
+ *         (wrong magic or version, truncated, damaged, inconsistent contents); BDL_SHAPE_MISMATCH
+ *         (mask_capacity < P while the file holds a mask).
+ */
+BDL_API bdl_status bdl_model_load(const char *path, bdl_model **out_model, double *out_mask,
+                                  int64_t mask_capacity, int32_t *out_has_mask);
+
+/* ---------------------------------------------------------------------------------------------
+ * Model selection: the stochastic NTK lower bound on the Laplace evidence (Immer et al. 2023,
+ * "Stochastic marginal likelihood gradients using neural tangent kernels")
+ *
+ * The full-GGN Laplace evidence (see the Laplace section)
+ *   E = log p(D|θ*) − ½ [log det P − log det P0] − ½ (θ* − μ0)ᵀ P0 (θ* − μ0),  P = h·G + P0,
+ * written through Sylvester's identity with the n·C × n·C kernel instead of the P × P precision:
+ *   log det P − log det P0 = log det(I + h·Sᵀ K S),  K = J P0⁻¹ Jᵀ,  S Sᵀ = Λ (the per-example
+ *   output Hessian at σ = 1: I for regression, diag(p) − p pᵀ for classification).
+ * With δ constant on each parameter tensor, K = Σ_t K_t/δ_t, and each K_t is built from its
+ * layer's inputs and backpropagated output vectors (for a dense layer the Hadamard product of the
+ * input and output-gradient Grams), never from a Jacobian with a column per parameter.
+ * The examples are put in a seeded random order (optionally sorted by label) and cut into batches
+ * of B (the last one smaller when B does not divide n); keeping only the batches' diagonal blocks
+ * gives, by Fischer's inequality, the lower bound
+ *   E_B = log p(D|θ*) − ½ Σ_b log det(I + h·S_bᵀ K_bb S_b) − ½ (θ* − μ0)ᵀ P0 (θ* − μ0) ≤ E,
+ * equal to E when one batch holds all the data. The stochastic estimate from batch b alone,
+ *   Ê_b = n_B·[log p(D_b|θ*) − ½ log det(I + h·S_bᵀ K_bb S_b)] − ½ (θ* − μ0)ᵀ P0 (θ* − μ0),
+ * n_B the number of batches (= n/B for equal batches), averages to E_B over the batches.
+ * Independent outputs (the paper's cheaper variant) replace Λ by its diagonal p(1 − p) (1 for
+ * regression) and drop the kernel's cross-output blocks: C kernels of B × B per batch. That is an
+ * approximation, not a bound (on the library's test models 0.9–24 % below E); it is exact for one
+ * regression output. Gradients with respect to log δ_t:
+ *   ½ h Σ_b tr(M_b⁻¹ S_bᵀ K_{t,bb} S_b)/δ_t − ½ δ_t ‖θ*_t − μ0_t‖²,  M_b = I + h·S_bᵀ K_bb S_b,
+ * and with respect to log σ (regression): 2h·L − n·C + h Σ_b tr(M_b⁻¹ S_bᵀ K_bb S_b).
+ * ------------------------------------------------------------------------------------------- */
+
+/** Options and hyperparameters of bdl_ntk_evidence_bound; fill with bdl_ntk_bound_params_init. */
+typedef struct bdl_ntk_bound_params {
+  uint32_t struct_size;           /**< set by the init function */
+  int32_t likelihood;             /**< BDL_LIKELIHOOD_*; default classification */
+  const double *prior_precision;  /**< δ > 0: 1 value (scalar) or one per parameter tensor in
+                                       parameter-vector order (W₀, b₀, W₁, b₁, …); NULL: 1. One
+                                       value per parameter does not factor into per-tensor kernels
+                                       and is BDL_UNSUPPORTED */
+  int64_t prior_precision_count;
+  const double *prior_mean;       /**< μ0: 1 value or one per parameter; NULL: 0 */
+  int64_t prior_mean_count;
+  double sigma_noise;             /**< σ > 0 (regression); default 1 */
+  double temperature;             /**< T > 0; default 1 */
+  int64_t batch_size;             /**< B ≥ 1 examples per batch (B ≥ n: one batch); 0, the
+                                       default: one batch, so the value is the exact evidence.
+                                       Memory per batch ≈ (tensors + 3)·(B·C)² doubles */
+  int32_t independent_outputs;    /**< 1: the independent-outputs variant; default 0 (the bound) */
+  int32_t group_by_class;         /**< 1: sort the examples by label before cutting batches
+                                       (classification only), which tightens the bound; default 0 */
+  uint64_t seed;                  /**< seeds the random order of the examples; default 0 */
+  int64_t batch_index;            /**< −1, the default: E_B over all batches; b in [0, n_B): the
+                                       stochastic estimate Ê_b from batch b alone */
+  int64_t output_index;           /**< −1, the default: every output; c in [0, C) (needs
+                                       independent_outputs and batch_index ≥ 0): the estimate from
+                                       output c of batch b alone, its log-determinant scaled by C */
+} bdl_ntk_bound_params;
+
+/** Fills `params` with the defaults above. */
+BDL_API bdl_status bdl_ntk_bound_params_init(bdl_ntk_bound_params *params);
+
+/**
+ * The NTK bound E_B (or the estimate Ê_b, see params->batch_index) of the model at its current
+ * parameters θ* on (X, y), and its gradient. With the default params->batch_size it equals
+ * bdl_laplace_log_marginal_likelihood of a BDL_LAPLACE_FULL posterior fitted by bdl_laplace_fit at
+ * the same hyperparameters (to rounding), at O((n·C)³) instead of O(P³) cost.
+ * @param model  any network whose parametric layers are Linear or Conv2d
+ * @param X, n   n ≥ 1 inputs, (n, input shape…) row-major
+ * @param y      labels or targets as for bdl_model_loss_gradient
+ * @param params options and hyperparameters (NULL: the defaults)
+ * @param[out] out_value           the value (may be NULL)
+ * @param[out] out_grad_log_prior  ∂/∂log δ, params->prior_precision_count doubles (1 when
+ *                                 prior_precision is NULL); may be NULL
+ * @param[out] out_grad_log_sigma  ∂/∂log σ (0 for classification); may be NULL
+ * @param[out] out_num_batches     n_B = ⌈n/B⌉; may be NULL
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL model, X or y; n < 1; a params field out of range:
+ *         likelihood, flags not 0/1, batch_size < 0, batch_index or output_index outside its
+ *         range, output_index without independent_outputs; labels outside [0, C); δ ≤ 0, σ ≤ 0,
+ *         T ≤ 0; group_by_class for regression); BDL_SHAPE_MISMATCH (prior length neither 1 nor
+ *         one per parameter tensor, prior mean length neither 1 nor P); BDL_NON_FINITE_INPUT (NaN
+ *         or Inf in X, y or the hyperparameters); BDL_UNSUPPORTED (one prior value per
+ *         parameter); BDL_OUT_OF_MEMORY (a batch's kernels do not fit: use a smaller batch_size).
+ * The model is only read.
+ */
+BDL_API bdl_status bdl_ntk_evidence_bound(const bdl_model *model, const double *X, int64_t n,
+                                          const double *y, const bdl_ntk_bound_params *params,
+                                          double *out_value, double *out_grad_log_prior,
+                                          double *out_grad_log_sigma, int64_t *out_num_batches);
 
 #ifdef __cplusplus
 }

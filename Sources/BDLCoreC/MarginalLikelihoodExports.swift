@@ -18,6 +18,10 @@ public func bdl_marglik_params_init(_ params: UnsafeMutablePointer<bdl_marglik_p
     p.burnin = Int64(defaults.burnin)
     p.tolerance = defaults.tolerance
     p.max_hyper_iterations = Int64(defaults.maxHyperparameterIterations)
+    p.objective = Int32(BDL_OBJECTIVE_LAPLACE)
+    p.bound_batch_size = 0
+    p.independent_outputs = 0
+    p.group_by_class = 0
     out.pointee = p
   }
 }
@@ -45,6 +49,18 @@ private func marglikOptions(_ p: bdl_marglik_params) throws(BDLError) -> Margina
   options.temperature = laplace.temperature
   options.tolerance = p.tolerance
   options.maxHyperparameterIterations = try Arguments.size(p.max_hyper_iterations, "params->max_hyper_iterations")
+  switch Int(p.objective) {
+  case BDL_OBJECTIVE_LAPLACE: options.objective = .laplace
+  case BDL_OBJECTIVE_NTK_BOUND:
+    guard p.independent_outputs == 0 || p.independent_outputs == 1, p.group_by_class == 0 || p.group_by_class == 1 else {
+      throw .invalidArgument("params->independent_outputs and params->group_by_class must be 0 or 1")
+    }
+    let batch = try Arguments.size(p.bound_batch_size, "params->bound_batch_size", minimum: 0)
+    options.objective = .ntkBound(.init(
+      batchSize: batch == 0 ? nil : batch, independentOutputs: p.independent_outputs == 1,
+      groupByClass: p.group_by_class == 1, seed: p.train.seed))
+  default: throw .invalidArgument("params->objective = \(p.objective) is not a BDL_OBJECTIVE_* value")
+  }
   return options
 }
 

@@ -24,11 +24,11 @@ private func statisticsHandle(_ handle: OpaquePointer?) throws(BDLError) -> Stat
 }
 
 /// A layer from its C description; errors name the position.
-private func layer(_ spec: bdl_layer_spec, position: Int) throws(BDLError) -> any Layer {
+private func layer(_ spec: bdl_layer_spec, position: Int, kind: Int? = nil) throws(BDLError) -> any Layer {
   func size(_ value: Int64, _ field: String, minimum: Int64 = 1) throws(BDLError) -> Int {
     try Arguments.size(value, "layers[\(position)].\(field)", minimum: minimum)
   }
-  switch Int(spec.kind) {
+  switch kind ?? Int(spec.kind) {
   case BDL_LAYER_LINEAR:
     return try Linear(size(spec.in_features, "in_features"), size(spec.out_features, "out_features"), bias: spec.bias != 0)
   case BDL_LAYER_CONV2D:
@@ -106,7 +106,24 @@ public func bdl_model_create(
     var shape: [Int] = []
     for i in 0..<rank { shape.append(try Arguments.size(inputShape[i], "input_shape[\(i)]")) }
     var built: [any Layer] = []
-    for i in 0..<count { built.append(try layer(layers[i], position: i)) }
+    var current = shape  // the running shape: a mixture's FC path is sized by its input image
+    for i in 0..<count {
+      let spec = layers[i]
+      if Int(spec.kind) == BDL_LAYER_CONV_FC_MIXTURE {
+        // A shape error earlier in the stack is reported by the network, naming its layer.
+        if current.isEmpty { _ = try Sequential(built, inputShape: shape) }
+        guard let conv = try layer(spec, position: i, kind: BDL_LAYER_CONV2D) as? Conv2d else { throw .internal("a mixture's convolution") }
+        let pair = try ConvolutionFullyConnectedMixture.layers(
+          conv.inChannels, conv.outChannels, kernelSize: conv.kernelSize, stride: conv.stride, padding: conv.padding,
+          bias: conv.hasBias, inputShape: current)
+        built += pair
+        current = try pair[1].outputShape(forInput: pair[0].outputShape(forInput: current))
+      } else {
+        let next = try layer(spec, position: i)
+        built.append(next)
+        current = current.isEmpty ? [] : (try? next.outputShape(forInput: current)) ?? []
+      }
+    }
     let model = try Sequential(built, inputShape: shape, seed: seed)
     out.pointee = Handles.make(ModelHandle(model), kind: .model)
   }

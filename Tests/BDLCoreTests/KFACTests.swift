@@ -55,6 +55,29 @@ struct KFACTests {
     #expect(error < 1e-12, "\(TestNetworks.all[index].0): relative block error \(error)")
   }
 
+  @Test("a mixture's fully-connected path is exact for a single datum; its layout is conv then FC")
+  func mixture() throws {
+    var model = try TestNetworks.mixture()
+    try randomize(&model, seed: 510)
+    #expect(model.layers[0].parameterShapes == [[3, 2, 3, 3], [3]] && model.layers[1].parameterShapes == [[60, 40], [60]])
+    let x = randomBatch(model, n: 1, seed: 511)
+    let kfac = try KFAC.fit(model: model, inputs: x, targets: .classes([2]), likelihood: CategoricalLikelihood())
+    #expect(kfac.blocks.map(\.layerIndex) == [0, 0, 1, 1, 5, 5])
+    let error = try blockError(kfac, denseGGN(model, x, classification: true), layers: [1, 5])
+    #expect(error < 1e-12, "relative block error \(error)")
+    // y = ½(conv(x) + W·vec(x) + b): with W = 0, b = 0 it is half the convolution.
+    var convOnly = try Sequential([Conv2d(2, 3, kernelSize: 3, padding: 1), Flatten()], inputShape: [2, 4, 5])
+    try convOnly.setParameters(Array(model.parameters[model.parameterRange(ofLayer: 0)]))
+    var halved = model
+    var theta = model.parameters
+    for i in model.parameterRange(ofLayer: 1) { theta[i] = 0 }
+    try halved.setParameters(theta)
+    var part = try Sequential(Array(halved.layers[0...1]) + [Flatten()], inputShape: [2, 4, 5])
+    try part.setParameters(Array(theta[0..<model.parameterRange(ofLayer: 1).upperBound]))
+    let expected = try convOnly.forward(x).elements.map { 0.5 * $0 }
+    expectClose(try part.forward(x).elements, expected, tolerance: 1e-14, "mixture with a zero FC path")
+  }
+
   @Test("expand is exact for a deep linear network with squared loss, any N")
   func deepLinear() throws {
     var model = try Sequential([Linear(4, 5), Linear(5, 3, bias: false), Linear(3, 2)], inputShape: [4], seed: 9)

@@ -180,6 +180,41 @@ struct MarginalLikelihoodTrainingTests {
     expectClose(result.logMarginalLikelihood, reference.logMarginalLikelihood, tolerance: 1e-9, "evidence")
   }
 
+  @Test("with one batch the NTK objective is the full-GGN evidence: the same steps as the Laplace objective")
+  func ntkObjective() throws {
+    let problem = try LaplaceProblem.classification()
+    var options = MarginalLikelihoodTraining.Options()
+    options.training.epochs = 6
+    options.training.batchSize = 4
+    options.training.learningRate = 0.02
+    options.laplace.structure = .full
+    options.frequency = 2
+    options.tolerance = 1e-9
+    var a = problem.model, b = problem.model
+    let laplace = try MarginalLikelihoodTraining.train(&a, inputs: problem.x, targets: problem.targets, likelihood: .classification, options: options)
+    options.objective = .ntkBound(.init())
+    let bound = try MarginalLikelihoodTraining.train(&b, inputs: problem.x, targets: problem.targets, likelihood: .classification, options: options)
+    // Same objective, same solver tolerance: the trajectories agree to the solver's accuracy.
+    expectClose(bound.history.compactMap(\.logMarginalLikelihood), laplace.history.compactMap(\.logMarginalLikelihood), tolerance: 1e-7, "step values")
+    expectClose(bound.laplace.hyperparameters.priorPrecision, laplace.laplace.hyperparameters.priorPrecision, tolerance: 1e-5, "learned δ")
+    expectClose(bound.bestObjective, laplace.bestObjective, tolerance: 1e-7, "best objective")
+
+    // Batches of 4 of 12: a lower bound at every step, maximised to stationarity.
+    let nb = try NTKEvidenceBound(model: b, inputs: problem.x, targets: problem.targets, likelihood: .classification, options: .init(batchSize: 4))
+    let start = LaplaceHyperparameters(priorPrecision: [1, 1, 1, 1])
+    let optimum = try nb.maximize(from: start, tolerance: 1e-9)
+    let startValue = try nb.evaluate(start).value
+    #expect(optimum.converged && optimum.value >= startValue)
+    var full = try LaplaceProblem(model: b, x: problem.x, targets: problem.targets, likelihood: .classification).fit(.full)
+    try full.setHyperparameters(optimum.hyperparameters)
+    let evidence = try full.logMarginalLikelihood()
+    #expect(optimum.value <= evidence)
+    options.prior = .diagonal
+    #expect(throws: BDLError.self) {
+      try MarginalLikelihoodTraining.train(&b, inputs: problem.x, targets: problem.targets, likelihood: .classification, options: options)
+    }
+  }
+
   @Test("bad options are refused before anything changes")
   func errors() throws {
     var problem = try LaplaceProblem.classification()
@@ -197,5 +232,20 @@ struct MarginalLikelihoodTrainingTests {
       }
       #expect(problem.model.parameters == before)
     }
+  }
+}
+
+@Suite("Layer-wise equivariance selection by the evidence")
+struct EquivarianceSelectionTests {
+  @Test("the evidence switches off the FC path on a translation-invariant task and the conv path on a positional one")
+  func selection() throws {
+    let shape = try EquivarianceSelection.run(.shape, trainCount: 600, testCount: 400, epochs: 20)
+    let position = try EquivarianceSelection.run(.position, trainCount: 600, testCount: 400, epochs: 20)
+    // Shape: the FC weight is pushed to a much stronger prior than the convolution's.
+    #expect(shape.fullyConnectedWeight > 10 * shape.convolutionWeight, "shape task δ: \(shape.priorPrecision)")
+    // Position: the convolution's weight is the one shrunk away.
+    #expect(position.convolutionWeight > 10 * position.fullyConnectedWeight, "position task δ: \(position.priorPrecision)")
+    // Both tasks are learned (chance is 0.25; this short run stops before the shape task converges).
+    #expect(shape.testAccuracy > 0.6 && position.testAccuracy > 0.9, "accuracies \(shape.testAccuracy), \(position.testAccuracy)")
   }
 }

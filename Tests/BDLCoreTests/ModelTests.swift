@@ -29,8 +29,17 @@ enum TestNetworks {
       inputShape: [4, 3], seed: seed)
   }
 
+  /// A convolution / fully-connected mixture (two engine layers) between ordinary layers.
+  static func mixture(seed: UInt64 = 5) throws -> Sequential {
+    try Sequential(
+      try ConvolutionFullyConnectedMixture.layers(2, 3, kernelSize: 3, padding: 1, inputShape: [2, 4, 5])
+        + [Activation.tanh, AvgPool2d(2), Flatten(), Linear(3 * 2 * 2, 3)],
+      inputShape: [2, 4, 5], seed: seed)
+  }
+
   static var all: [(String, () throws -> Sequential)] {
-    [("mlp", { try mlp() }), ("cnn", { try cnn() }), ("global", { try globalPool() }), ("sequence", { try sequence() })]
+    [("mlp", { try mlp() }), ("cnn", { try cnn() }), ("global", { try globalPool() }), ("sequence", { try sequence() }),
+     ("mixture", { try mixture() })]
   }
 }
 
@@ -144,7 +153,7 @@ struct ModelTests {
     expectClose(try j.multiplied(by: direction), fd, tolerance: 1e-6, "J·d")
   }
 
-  @Test("(a, g) from the output-Hessian square root reproduce the exact GGN Σ Jᵀ Λ J", arguments: [0, 3])
+  @Test("(a, g) from the output-Hessian square root reproduce the exact GGN Σ Jᵀ Λ J", arguments: [0, 3, 4])
   func ggn(index: Int) throws {
     var model = try TestNetworks.all[index].1()
     try randomize(&model, seed: 70)

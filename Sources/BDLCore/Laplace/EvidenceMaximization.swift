@@ -196,26 +196,9 @@ extension Laplace {
       if let exact = try exactHessian(e, parametrization: parametrization, withSigma: m > count) {
         h = exact
       } else {
-        // Central differences of the analytic gradient, symmetrised below.
-        let ε = 1e-5
-        h = Matrix(rows: m, columns: m)
-        for k in 0..<m {
-          var up = t, down = t
-          up[k] += ε
-          down[k] -= ε
-          let (_, gu, _) = try objective(up)
-          let (_, gd, _) = try objective(down)
-          for j in 0..<m { h[j, k] = (gu[j] - gd[j]) / (2 * ε) }
-        }
+        h = try centralDifferenceHessian(at: t) { (u) throws(BDLError) in try objective(u).1 }
       }
-      var negative = Matrix(rows: m, columns: m)
-      for j in 0..<m { for k in 0..<m { negative[j, k] = -(h[j, k] + h[k, j]) / 2 } }
-      let eigen = try SymmetricEigendecomposition(negative, name: "negative evidence Hessian")
-      let largest = max(eigen.eigenvalues.map(abs).max() ?? 1, 1e-300)
-      let floor = 1e-8 * largest
-      let rotated = try eigen.eigenvectors.multiplied(by: g, transposingSelf: true)
-      let scaled = rotated.enumerated().map { $0.element / max(eigen.eigenvalues[$0.offset], floor) }
-      direction = try eigen.eigenvectors.multiplied(by: scaled)
+      direction = try newtonAscentDirection(hessian: h, gradient: g)
     } else {
       let s = try e.precision.priorSensitivity()
       let perParameter = (0..<parameterCount).map { p -> Double in
@@ -270,4 +253,34 @@ extension Laplace {
     let largest = direction.reduce(0) { max($0, abs($1)) }
     return largest > 2 ? direction.map { $0 * 2 / largest } : direction
   }
+}
+
+/// The Hessian of a function at t by central differences (step 1e−5) of its analytic gradient:
+/// column k is (∇(t + εe_k) − ∇(t − εe_k))/2ε; 2m gradient evaluations.
+func centralDifferenceHessian(at t: [Double], gradient: ([Double]) throws(BDLError) -> [Double]) throws(BDLError) -> Matrix {
+  let ε = 1e-5, m = t.count
+  var h = Matrix(rows: m, columns: m)
+  for k in 0..<m {
+    var up = t, down = t
+    up[k] += ε
+    down[k] -= ε
+    let (gu, gd) = (try gradient(up), try gradient(down))
+    for j in 0..<m { h[j, k] = (gu[j] - gd[j]) / (2 * ε) }
+  }
+  return h
+}
+
+/// The Newton step −H⁻¹g of a maximisation, made an ascent direction: H is symmetrised and its
+/// negative's eigenvalues are floored at 1e−8 of the largest magnitude, so directions of
+/// non-negative curvature get a bounded step along the gradient instead of a step uphill in −E.
+func newtonAscentDirection(hessian h: Matrix, gradient g: [Double]) throws(BDLError) -> [Double] {
+  let m = g.count
+  var negative = Matrix(rows: m, columns: m)
+  for j in 0..<m { for k in 0..<m { negative[j, k] = -(h[j, k] + h[k, j]) / 2 } }
+  let eigen = try SymmetricEigendecomposition(negative, name: "negative evidence Hessian")
+  let largest = max(eigen.eigenvalues.map(abs).max() ?? 1, 1e-300)
+  let floor = 1e-8 * largest
+  let rotated = try eigen.eigenvectors.multiplied(by: g, transposingSelf: true)
+  let scaled = rotated.enumerated().map { $0.element / max(eigen.eigenvalues[$0.offset], floor) }
+  return try eigen.eigenvectors.multiplied(by: scaled)
 }

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Marginal-likelihood training (online empirical Bayes, Immer et al. 2021): MAP steps on
 ///   Σ_n NLL_n + ½·θᵀ·diag(δ)·θ
 /// alternate with hyperparameter steps. Every `frequency` epochs after `burnin` epochs, the Laplace
@@ -26,6 +32,19 @@ public struct MarginalLikelihoodTraining: Sendable {
     case diagonal = 2
     /// δ_ij = a_i·b_j per weight, per element for biases (see `UnitwisePrior`).
     case unitwise = 3
+  }
+
+  /// What each hyperparameter step maximises.
+  public enum Objective: Sendable, Equatable {
+    /// The Laplace evidence of the refitted posterior (`laplace.structure`): the default.
+    case laplace
+    /// The NTK lower bound on the full-GGN linearised-Laplace evidence (`NTKEvidenceBound`)
+    /// with these options — batches of B examples (nil: all, the exact full-GGN evidence),
+    /// optionally class-grouped or with independent outputs. Its kernels are (B·C)² per batch
+    /// instead of P², so it scales to models whose full GGN is out of reach. Needs a scalar or
+    /// layerwise prior. The partition is redrawn at every step (seed + epoch), so over the run
+    /// the steps see different batches, as the paper's stochastic estimator does.
+    case ntkBound(NTKEvidenceBound.Options)
   }
 
   public struct Options: Sendable {
@@ -57,6 +76,8 @@ public struct MarginalLikelihoodTraining: Sendable {
     public var tolerance = 1e-6
     /// Iterations allowed per hyperparameter solve (default 100).
     public var maxHyperparameterIterations = 100
+    /// What the hyperparameter steps maximise (default the Laplace evidence).
+    public var objective: Objective = .laplace
     public init() {}
   }
 
@@ -67,7 +88,8 @@ public struct MarginalLikelihoodTraining: Sendable {
     /// Mean minibatch MAP objective over the epoch (see `TrainingProgress`).
     public let objective: Double
     public let meanNegativeLogLikelihood: Double
-    /// The evidence at the optimised hyperparameters of this epoch's step (nil: no step).
+    /// The objective (the evidence, or the NTK bound) at the optimised hyperparameters of this
+    /// epoch's step (nil: no step).
     public let logMarginalLikelihood: Double?
     /// The hyperparameters the next epochs train with.
     public let hyperparameters: LaplaceHyperparameters
@@ -78,6 +100,9 @@ public struct MarginalLikelihoodTraining: Sendable {
   public let history: [Progress]
   /// The epoch whose parameters were kept (0: no hyperparameter step happened, the final θ is kept).
   public let bestEpoch: Int
+  /// The objective's value at the kept parameters (−∞ without a hyperparameter step): for the
+  /// Laplace objective the posterior's evidence, for the NTK objective the bound.
+  public let bestObjective: Double
   public var logMarginalLikelihood: Double { (try? laplace.logMarginalLikelihood()) ?? -.infinity }
 
   /// Trains `model` in place and returns the posterior at the kept parameters.
@@ -98,6 +123,15 @@ public struct MarginalLikelihoodTraining: Sendable {
       throw .invalidArgument("max hyperparameter iterations = \(options.maxHyperparameterIterations); it must be ≥ 1")
     }
     let unitwise = options.prior == .unitwise ? try UnitwisePrior(shapes: model.layers.flatMap(\.parameterShapes)) : nil
+    if case .ntkBound(let bound) = options.objective {
+      guard options.prior == .scalar || options.prior == .layerwise else {
+        throw .invalidArgument("the NTK bound needs a scalar or layerwise prior (its kernel is Σ_t K_t/δ_t)")
+      }
+      if let b = bound.batchSize, b < 1 { throw .invalidArgument("bound batch size = \(b); it must be ≥ 1") }
+      guard !bound.groupByClass || likelihood == .classification else {
+        throw .invalidArgument("grouping the bound's batches by class needs classification")
+      }
+    }
     guard try model.expandPriorPrecision(options.training.priorPrecision).allSatisfy({ $0 > 0 }) else {
       throw .invalidArgument("the initial prior precision must be > 0 (the evidence needs a proper prior)")
     }
@@ -119,26 +153,54 @@ public struct MarginalLikelihoodTraining: Sendable {
         let report = try trainer.runEpoch(&model, inputs: x, targets: targets, likelihood: try mapLikelihood(hyperparameters.sigma))
         var evidence: Double?
         if epoch > options.burnin && (epoch - options.burnin) % options.frequency == 0 {
-          var laplace = try Laplace.fit(
-            model: model, inputs: x, targets: targets, likelihood: likelihood, options: options.laplace,
-            hyperparameters: hyperparameters)
           let withSigma = options.optimizeSigma && likelihood == .regression
-          let result: Laplace.EvidenceMaximization
-          if let unitwise {
-            result = try laplace.optimizePriorPrecision(
-              unitwise: unitwise, optimizeSigma: withSigma, tolerance: options.tolerance,
-              maxIterations: options.maxHyperparameterIterations)
-          } else {
-            result = try laplace.optimizePriorPrecision(
-              structure: PriorStructure(rawValue: options.prior.rawValue)!, optimizeSigma: withSigma,
-              tolerance: options.tolerance, maxIterations: options.maxHyperparameterIterations)
+          switch options.objective {
+          case .laplace:
+            var laplace = try Laplace.fit(
+              model: model, inputs: x, targets: targets, likelihood: likelihood, options: options.laplace,
+              hyperparameters: hyperparameters)
+            let result: Laplace.EvidenceMaximization
+            if let unitwise {
+              result = try laplace.optimizePriorPrecision(
+                unitwise: unitwise, optimizeSigma: withSigma, tolerance: options.tolerance,
+                maxIterations: options.maxHyperparameterIterations)
+            } else {
+              result = try laplace.optimizePriorPrecision(
+                structure: PriorStructure(rawValue: options.prior.rawValue)!, optimizeSigma: withSigma,
+                tolerance: options.tolerance, maxIterations: options.maxHyperparameterIterations)
+            }
+            hyperparameters = result.hyperparameters
+            evidence = result.logMarginalLikelihood
+            if best == nil || result.logMarginalLikelihood > best!.evidence {
+              best = (result.logMarginalLikelihood, epoch, model.parameters, laplace)
+            }
+          case .ntkBound(var boundOptions):
+            boundOptions.seed = boundOptions.seed &+ UInt64(epoch)
+            let bound = try NTKEvidenceBound(model: model, inputs: x, targets: targets, likelihood: likelihood, options: boundOptions)
+            // Start from the current δ as one value per tensor (or one), geometric means where it is finer.
+            var start = hyperparameters
+            let perParameter = try model.expandPriorPrecision(start.priorPrecision)
+            let sizes = model.layers.flatMap { $0.parameterShapes.map { $0.reduce(1, *) } }
+            var offset = 0
+            let tensorMeans = sizes.map { size -> Double in
+              defer { offset += size }
+              return exp(perParameter[offset..<(offset + size)].reduce(0) { $0 + log($1) } / Double(size))
+            }
+            start.priorPrecision = options.prior == .layerwise
+              ? tensorMeans : [exp(perParameter.reduce(0) { $0 + log($1) } / Double(perParameter.count))]
+            let result = try bound.maximize(
+              from: start, optimizeSigma: withSigma, tolerance: options.tolerance, maxIterations: options.maxHyperparameterIterations)
+            hyperparameters = result.hyperparameters
+            evidence = result.value
+            if best == nil || result.value > best!.evidence {
+              // The posterior returned is fitted only where the kept parameters change.
+              let laplace = try Laplace.fit(
+                model: model, inputs: x, targets: targets, likelihood: likelihood, options: options.laplace,
+                hyperparameters: hyperparameters)
+              best = (result.value, epoch, model.parameters, laplace)
+            }
           }
-          hyperparameters = result.hyperparameters
           try trainer.setPriorPrecision(hyperparameters.priorPrecision, for: model)
-          evidence = result.logMarginalLikelihood
-          if best == nil || result.logMarginalLikelihood > best!.evidence {
-            best = (result.logMarginalLikelihood, epoch, model.parameters, laplace)
-          }
         }
         let entry = Progress(
           epoch: epoch, epochs: options.training.epochs, objective: report.objective,
@@ -153,12 +215,12 @@ public struct MarginalLikelihoodTraining: Sendable {
     }
     if let best {
       model.parameters = best.parameters
-      return MarginalLikelihoodTraining(laplace: best.laplace, history: history, bestEpoch: best.epoch)
+      return MarginalLikelihoodTraining(laplace: best.laplace, history: history, bestEpoch: best.epoch, bestObjective: best.evidence)
     }
     // No hyperparameter step ran (too few epochs after the burn-in): the posterior at the final θ.
     let laplace = try Laplace.fit(
       model: model, inputs: x, targets: targets, likelihood: likelihood, options: options.laplace,
       hyperparameters: hyperparameters)
-    return MarginalLikelihoodTraining(laplace: laplace, history: history, bestEpoch: 0)
+    return MarginalLikelihoodTraining(laplace: laplace, history: history, bestEpoch: 0, bestObjective: -.infinity)
   }
 }

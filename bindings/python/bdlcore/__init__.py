@@ -24,11 +24,14 @@ gradients, per-layer K-FAC statistics, training; ``bdlcore.Sequential``, ``bdlco
 on its parameters; caller-fed K-FAC statistics: ``bdlcore.KFAC``, ``bdlcore.KFACAccumulator``),
 :mod:`bdlcore.laplace` (Laplace posteriors: evidence and its gradients, evidence-optimal priors,
 linearised predictives, sampling, save/load; ``bdlcore.Laplace``), :mod:`bdlcore.marglik` (marginal-likelihood training of a network and its priors by the
-evidence; ``bdlcore.train_marglik``), :mod:`bdlcore.influence`
+evidence; ``bdlcore.train_marglik``), :mod:`bdlcore.model_selection` (the stochastic NTK lower
+bound on the evidence and its gradient; ``bdlcore.ntk_evidence_bound``), :mod:`bdlcore.influence`
 (influence scores τ = ∇mᵀ(G + λI)⁻¹∇ℓ with EK-FAC, K-FAC, diagonal, GGN or identity curvature,
 self-influence, top-k; ``bdlcore.Influence``), :mod:`bdlcore.evaluation` (the linear
 datamodeling score and retraining without the top-k examples), :mod:`bdlcore.metrics`
 (accuracy, NLL, Brier score, ECE and reliability diagrams of class probabilities),
+:mod:`bdlcore.pruning` (OPD, OBD, magnitude, random and K-FAC-OBS scores, structured units,
+masks and sparsity/FLOP reports; ``Sequential.apply_mask``, ``Sequential.save``/``load``),
 :mod:`bdlcore.blas` (the BLAS in use) and :mod:`bdlcore.datasets` (the shipped digits and
 diabetes data as numpy arrays with the fixed train/test split, ``bdlcore.datasets.load_digits()``).
 """
@@ -49,17 +52,19 @@ from ._errors import (
     UnsupportedError,
     WrongStateError,
 )
-from . import datasets, evaluation, influence, metrics
+from . import datasets, evaluation, influence, metrics, pruning
 from .blas import BLASInfo, blas_info
 from .curvature import EKFAC, GGN, KFAC, DiagGGN, KFACAccumulator
 from .kron import KronFactor, kron_diagonal, kron_logdet, kron_solve
 from .influence import Influence
 from .laplace import EvidenceOptimum, Laplace
 from .marglik import MarglikResult, train_marglik
+from .model_selection import ntk_evidence_bound
 from .model import (
     GELU,
     AvgPool2d,
     Conv2d,
+    ConvFCMixture,
     Flatten,
     GlobalAvgPool2d,
     Identity,
@@ -109,6 +114,7 @@ __all__ = [
     "from_torch",
     "Linear",
     "Conv2d",
+    "ConvFCMixture",
     "ReLU",
     "Tanh",
     "Sigmoid",
@@ -127,10 +133,12 @@ __all__ = [
     "EvidenceOptimum",
     "train_marglik",
     "MarglikResult",
+    "ntk_evidence_bound",
     "Influence",
     "influence",
     "evaluation",
     "metrics",
+    "pruning",
     "blas_info",
     "BLASInfo",
     "Status",

@@ -5,7 +5,7 @@ prototype in a comment, plus the header's constants and the ``bdl_blas_info_t`` 
 here converts or checks values; the public modules (``kron``, ``blas``, ``model``) do that.
 The structures (``bdl_blas_info_t``, ``bdl_layer_spec``, ``bdl_train_params``,
 ``bdl_train_progress``, ``bdl_curvature_params``, ``bdl_laplace_params``,
-``bdl_evidence_optimum``, ``bdl_influence_params``) mirror the C ones field by field; ``BDL_PROGRESS_FN`` and
+``bdl_evidence_optimum``, ``bdl_influence_params``, ``bdl_layer_sparsity``, ``bdl_ntk_bound_params``) mirror the C ones field by field; ``BDL_PROGRESS_FN`` and
 ``BDL_PASS_PROGRESS_FN`` are the ctypes types of ``bdl_progress_fn`` and ``bdl_pass_progress_fn``.
 
 The shared library is looked for, in this order:
@@ -60,6 +60,8 @@ __all__ = [
     "bdl_influence_params",
     "bdl_marglik_params",
     "bdl_marglik_progress",
+    "bdl_layer_sparsity",
+    "bdl_ntk_bound_params",
     "BDL_PROGRESS_FN",
     "BDL_MARGLIK_PROGRESS_FN",
     "BDL_PASS_PROGRESS_FN",
@@ -189,6 +191,7 @@ BDL_LAYER_FLATTEN = 8
 BDL_LAYER_AVG_POOL2D = 9
 BDL_LAYER_GLOBAL_AVG_POOL2D = 10
 BDL_LAYER_MEAN_OVER_SEQUENCE = 11
+BDL_LAYER_CONV_FC_MIXTURE = 12
 
 #: Every layer kind (``bdl_layer_spec.kind``) by its header name.
 LAYER_CONSTANTS = {
@@ -203,6 +206,7 @@ LAYER_CONSTANTS = {
     "BDL_LAYER_AVG_POOL2D": BDL_LAYER_AVG_POOL2D,
     "BDL_LAYER_GLOBAL_AVG_POOL2D": BDL_LAYER_GLOBAL_AVG_POOL2D,
     "BDL_LAYER_MEAN_OVER_SEQUENCE": BDL_LAYER_MEAN_OVER_SEQUENCE,
+    "BDL_LAYER_CONV_FC_MIXTURE": BDL_LAYER_CONV_FC_MIXTURE,
 }
 
 BDL_LIKELIHOOD_CLASSIFICATION = 1
@@ -305,6 +309,15 @@ PRIOR_CONSTANTS = {
     "BDL_PRIOR_UNITWISE": BDL_PRIOR_UNITWISE,
 }
 
+BDL_OBJECTIVE_LAPLACE = 1
+BDL_OBJECTIVE_NTK_BOUND = 2
+
+#: What bdl_train_marglik's hyperparameter steps maximise, by header name.
+OBJECTIVE_CONSTANTS = {
+    "BDL_OBJECTIVE_LAPLACE": BDL_OBJECTIVE_LAPLACE,
+    "BDL_OBJECTIVE_NTK_BOUND": BDL_OBJECTIVE_NTK_BOUND,
+}
+
 BDL_LINK_PROBIT = 1
 BDL_LINK_BRIDGE = 2
 BDL_LINK_MC = 3
@@ -342,6 +355,21 @@ MEASURE_CONSTANTS = {
     "BDL_MEASURE_LOG_PROB": BDL_MEASURE_LOG_PROB,
     "BDL_MEASURE_MARGIN": BDL_MEASURE_MARGIN,
     "BDL_MEASURE_COTANGENT": BDL_MEASURE_COTANGENT,
+}
+
+BDL_PRUNING_OPD = 1
+BDL_PRUNING_OBD = 2
+BDL_PRUNING_MAGNITUDE = 3
+BDL_PRUNING_RANDOM = 4
+BDL_PRUNING_KFAC_OBS = 5
+
+#: Every pruning criterion (``bdl_pruning_scores``) by its header name.
+PRUNING_CONSTANTS = {
+    "BDL_PRUNING_OPD": BDL_PRUNING_OPD,
+    "BDL_PRUNING_OBD": BDL_PRUNING_OBD,
+    "BDL_PRUNING_MAGNITUDE": BDL_PRUNING_MAGNITUDE,
+    "BDL_PRUNING_RANDOM": BDL_PRUNING_RANDOM,
+    "BDL_PRUNING_KFAC_OBS": BDL_PRUNING_KFAC_OBS,
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -482,6 +510,10 @@ class bdl_marglik_params(Structure):
         ("burnin", c_int64),
         ("tolerance", c_double),
         ("max_hyper_iterations", c_int64),
+        ("objective", c_int32),
+        ("bound_batch_size", c_int64),
+        ("independent_outputs", c_int32),
+        ("group_by_class", c_int32),
     ]
 
 
@@ -531,6 +563,43 @@ BDL_PROGRESS_FN = CFUNCTYPE(c_int32, POINTER(bdl_train_progress), c_void_p)
 
 #: ``typedef void (*bdl_pass_progress_fn)(int64_t done, int64_t total, void *user_data);``
 BDL_PASS_PROGRESS_FN = CFUNCTYPE(None, c_int64, c_int64, c_void_p)
+
+
+class bdl_layer_sparsity(Structure):
+    """Mirror of ``bdl_layer_sparsity``: parameters and multiply-accumulates of one Linear/Conv2d layer."""
+
+    _fields_ = [
+        ("layer", c_int64),
+        ("weights", c_int64),
+        ("weights_kept", c_int64),
+        ("biases", c_int64),
+        ("biases_kept", c_int64),
+        ("units", c_int64),
+        ("units_kept", c_int64),
+        ("macs", c_int64),
+        ("macs_kept", c_int64),
+    ]
+
+
+class bdl_ntk_bound_params(Structure):
+    """Mirror of ``bdl_ntk_bound_params``, field by field; fill with ``bdl_ntk_bound_params_init``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("likelihood", c_int32),
+        ("prior_precision", POINTER(c_double)),
+        ("prior_precision_count", c_int64),
+        ("prior_mean", POINTER(c_double)),
+        ("prior_mean_count", c_int64),
+        ("sigma_noise", c_double),
+        ("temperature", c_double),
+        ("batch_size", c_int64),
+        ("independent_outputs", c_int32),
+        ("group_by_class", c_int32),
+        ("seed", c_uint64),
+        ("batch_index", c_int64),
+        ("output_index", c_int64),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1086,6 +1155,60 @@ _declare(
         _handle, _dptr, c_int64, _dptr, _dptr, c_int64, _dptr, c_int32, _dptr, _dptr, c_int64,
         POINTER(bdl_train_params), c_uint64, BDL_PASS_PROGRESS_FN, c_void_p, _dptr, _dptr,
     ],
+)
+
+# bdl_status bdl_pruning_scores(const bdl_laplace *laplace, const bdl_model *model,
+#                               int32_t criterion, int32_t structured, uint64_t seed,
+#                               double *out_scores, int64_t capacity, int64_t *out_count);
+_declare("bdl_pruning_scores", bdl_status, [_handle, _handle, c_int32, c_int32, c_uint64, _dptr, c_int64, _i64ptr])
+
+# bdl_status bdl_pruning_mask(const bdl_model *model, const double *scores, int64_t n_scores,
+#                             double sparsity, int32_t structured, const double *per_layer,
+#                             int64_t n_per_layer, int32_t include_biases,
+#                             double *out_mask, int64_t capacity);
+_declare(
+    "bdl_pruning_mask",
+    bdl_status,
+    [_handle, _dptr, c_int64, c_double, c_int32, _dptr, c_int64, c_int32, _dptr, c_int64],
+)
+
+# bdl_status bdl_model_apply_mask(bdl_model *model, const double *mask, int64_t count);
+_declare("bdl_model_apply_mask", bdl_status, [_handle, _dptr, c_int64])
+
+# bdl_status bdl_model_sparsity(const bdl_model *model, const double *mask, int64_t count,
+#                               bdl_layer_sparsity *out_layers, int64_t capacity,
+#                               int64_t *out_count);
+_declare("bdl_model_sparsity", bdl_status, [_handle, _dptr, c_int64, POINTER(bdl_layer_sparsity), c_int64, _i64ptr])
+
+# bdl_status bdl_model_layers(const bdl_model *model, bdl_layer_spec *out_layers,
+#                             int64_t capacity, int64_t *out_count,
+#                             int64_t *out_input_shape, int64_t shape_capacity,
+#                             int64_t *out_input_rank);
+_declare("bdl_model_layers", bdl_status, [_handle, POINTER(bdl_layer_spec), c_int64, _i64ptr, _i64ptr, c_int64, _i64ptr])
+
+# bdl_status bdl_model_save(const bdl_model *model, const double *mask, int64_t mask_count,
+#                           const char *path);
+_declare("bdl_model_save", bdl_status, [_handle, _dptr, c_int64, c_char_p])
+
+# bdl_status bdl_model_file_info(const char *path, int64_t *out_num_parameters,
+#                                int32_t *out_has_mask);
+_declare("bdl_model_file_info", bdl_status, [c_char_p, _i64ptr, POINTER(c_int32)])
+
+# bdl_status bdl_model_load(const char *path, bdl_model **out_model, double *out_mask,
+#                           int64_t mask_capacity, int32_t *out_has_mask);
+_declare("bdl_model_load", bdl_status, [c_char_p, POINTER(c_void_p), _dptr, c_int64, POINTER(c_int32)])
+
+# bdl_status bdl_ntk_bound_params_init(bdl_ntk_bound_params *params);
+_declare("bdl_ntk_bound_params_init", bdl_status, [POINTER(bdl_ntk_bound_params)])
+
+# bdl_status bdl_ntk_evidence_bound(const bdl_model *model, const double *X, int64_t n,
+#                                   const double *y, const bdl_ntk_bound_params *params,
+#                                   double *out_value, double *out_grad_log_prior,
+#                                   double *out_grad_log_sigma, int64_t *out_num_batches);
+_declare(
+    "bdl_ntk_evidence_bound",
+    bdl_status,
+    [_handle, _dptr, c_int64, _dptr, POINTER(bdl_ntk_bound_params), _dptr, _dptr, _dptr, _i64ptr],
 )
 
 #: The C functions declared above, in header order (compared with the header by the tests).

@@ -62,6 +62,7 @@ from ._progress import reporter as _reporter
 __all__ = [
     "Linear",
     "Conv2d",
+    "ConvFCMixture",
     "ReLU",
     "Tanh",
     "Sigmoid",
@@ -214,6 +215,27 @@ class Conv2d(_Layer):
 
 
 @dataclass(frozen=True, repr=False)
+class ConvFCMixture(Conv2d):
+    r"""A convolution and a fully-connected path on the same image, averaged (layer-wise
+    equivariance selection, van der Ouderaa et al. 2023):
+
+        y = ½ · (Conv2d(x) + reshape(W_fc · vec(x) + b_fc)),   (N, C_in, H, W) → (N, C_out, H', W').
+
+    The convolution is translation-equivariant, the fully-connected path is not; each has its own
+    parameter tensors — conv weight, conv bias, FC weight (C_out·H'·W', C_in·H·W), FC bias, in
+    this order — hence its own K-FAC blocks and its own per-tensor prior precision, so training by
+    the evidence (:func:`bdlcore.train_marglik`) decides how much of the FC path the data
+    support. The library runs it as two engine layers (conv, then FC), so per-layer indices of
+    the library (K-FAC blocks, layer statistics, pruning reports) count it twice.
+    """
+
+    _kind = _lib.BDL_LAYER_CONV_FC_MIXTURE
+
+    def __repr__(self) -> str:
+        return "ConvFCMixture" + super().__repr__()[len("Conv2d"):]
+
+
+@dataclass(frozen=True, repr=False)
 class ReLU(_Layer):
     """max(x, 0), elementwise."""
 
@@ -293,7 +315,23 @@ class MeanOverSequence(_Layer):
     _kind = _lib.BDL_LAYER_MEAN_OVER_SEQUENCE
 
 
-_LAYER_TYPES = (Linear, Conv2d, ReLU, Tanh, Sigmoid, GELU, Identity, Flatten, AvgPool2d, GlobalAvgPool2d, MeanOverSequence)
+_LAYER_TYPES = (Linear, Conv2d, ConvFCMixture, ReLU, Tanh, Sigmoid, GELU, Identity, Flatten, AvgPool2d, GlobalAvgPool2d, MeanOverSequence)
+
+
+def _layer_from_spec(spec: _lib.bdl_layer_spec) -> _Layer:
+    """The layer a ``bdl_layer_spec`` from the library describes (``bdl_model_layers``)."""
+    kind = spec.kind
+    if kind == _lib.BDL_LAYER_LINEAR:
+        return Linear(spec.in_features, spec.out_features, bias=bool(spec.bias))
+    if kind in (_lib.BDL_LAYER_CONV2D, _lib.BDL_LAYER_CONV_FC_MIXTURE):
+        cls = Conv2d if kind == _lib.BDL_LAYER_CONV2D else ConvFCMixture
+        return cls(spec.in_features, spec.out_features, spec.kernel_size, spec.stride, spec.padding, bias=bool(spec.bias))
+    if kind == _lib.BDL_LAYER_AVG_POOL2D:
+        return AvgPool2d(spec.kernel_size)
+    simple = {layer._kind: layer for layer in (ReLU, Tanh, Sigmoid, GELU, Identity, Flatten, GlobalAvgPool2d, MeanOverSequence)}
+    if kind not in simple:
+        raise InternalError(f"bdl_model_layers returned the unknown layer kind {kind}")
+    return simple[kind]()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -794,6 +832,84 @@ class Sequential(_OwnedHandle):
             raise error
         return history
 
+    # -- pruning masks and files ----------------------------------------------------------------
+
+    def _mask(self, mask, name: str = "mask") -> np.ndarray:
+        values = np.ascontiguousarray(mask, dtype=np.float64)
+        if values.ndim != 1:
+            raise ShapeMismatchError(f"{name}: expected a vector of P = {self._P} values 0/1, got an array of shape {values.shape}")
+        return values
+
+    def apply_mask(self, mask) -> None:
+        """Applies a pruning mask (see :mod:`bdlcore.pruning`): θ_i = 0 where mask_i = 0; every
+        kept θ_i is left bit for bit, so the all-ones mask changes nothing. To keep pruned
+        parameters at 0 through further training, pass the same mask to training.
+
+        Raises:
+            ShapeMismatchError: not P values. On any failure θ is unchanged.
+            InvalidArgumentError: a value other than 0 or 1.
+        """
+        values = self._mask(mask)
+        with self._use() as handle:
+            _check(_lib.lib.bdl_model_apply_mask(handle, _ptr(values), values.size))
+
+    def save(self, path, mask=None) -> None:
+        """Writes the network — its layers, input shape, θ and, if given, a pruning mask — to
+        ``path``: a versioned, checksummed file, written to a temporary name and renamed into
+        place. :meth:`load` restores θ and the mask bit for bit.
+
+        Raises:
+            BDLIOError: the file cannot be written.
+            ShapeMismatchError: a mask of the wrong length.
+            InvalidArgumentError: a mask value other than 0 or 1; an empty path.
+        """
+        from .curvature import _path_bytes  # curvature imports this module
+
+        encoded = _path_bytes(path)
+        values = None if mask is None else self._mask(mask)
+        with self._use() as handle:
+            pointer, count = (None, 0) if values is None else (_ptr(values), values.size)
+            _check(_lib.lib.bdl_model_save(handle, pointer, count, encoded))
+
+    @classmethod
+    def load(cls, path, return_mask: bool = False):
+        """Reads a network written by :meth:`save`.
+
+        Returns:
+            the :class:`Sequential`; with ``return_mask=True``, ``(model, mask)`` where mask is
+            the saved mask (float64, P values 0/1) or None.
+
+        Raises:
+            BDLIOError: the file cannot be opened or read.
+            CorruptDataError: not a model file, another format version, truncated, damaged or
+                inconsistent contents.
+        """
+        from .curvature import _path_bytes  # curvature imports this module
+
+        encoded = _path_bytes(path)
+        count, has_mask = c_int64(), c_int32()
+        _check(_lib.lib.bdl_model_file_info(encoded, byref(count), byref(has_mask)))
+        mask = np.empty(count.value, dtype=np.float64) if has_mask.value else None
+        handle = c_void_p()
+        _check(_lib.lib.bdl_model_load(encoded, byref(handle), None if mask is None else _ptr(mask),
+                                       0 if mask is None else mask.size, byref(has_mask)))
+        self = cls.__new__(cls)
+        _OwnedHandle.__init__(self)
+        self._training_thread = None
+        self._adopt(handle.value, _lib.lib.bdl_model_free)
+        n_layers, rank, P, C = c_int64(), c_int64(), c_int64(), c_int64()
+        _check(_lib.lib.bdl_model_layers(self._handle, None, 0, byref(n_layers), None, 0, byref(rank)))
+        specs = (_lib.bdl_layer_spec * n_layers.value)()
+        shape = (c_int64 * rank.value)()
+        _check(_lib.lib.bdl_model_layers(self._handle, specs, n_layers.value, None, shape, rank.value, None))
+        _check(_lib.lib.bdl_model_sizes(self._handle, byref(P), byref(C), None))
+        self._layers = tuple(_layer_from_spec(spec) for spec in specs)
+        self._input_shape = tuple(shape)
+        self._P, self._C = P.value, C.value
+        if not has_mask.value:
+            mask = None
+        return (self, mask) if return_mask else self
+
     # -- PyTorch --------------------------------------------------------------------------------
 
     def to_torch(self):
@@ -820,6 +936,20 @@ class Sequential(_OwnedHandle):
         )
         simple = {ReLU: nn.ReLU, Tanh: nn.Tanh, Sigmoid: nn.Sigmoid, Identity: nn.Identity, Flatten: nn.Flatten}
 
+        class ConvFCMixtureModule(nn.Module):
+            """½(conv(x) + fc(x.flatten(1)).view_as(conv(x))); parameters conv then fc."""
+
+            def __init__(self, layer, shape):
+                super().__init__()
+                self.conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                                      stride=layer.stride, padding=layer.padding, bias=layer.bias)
+                out = self.conv(torch.zeros((1,) + tuple(shape), dtype=self.conv.weight.dtype)).shape[1:]
+                self.fc = nn.Linear(int(np.prod(shape)), int(np.prod(out)), bias=layer.bias)
+
+            def forward(self, x):
+                c = self.conv(x)
+                return 0.5 * (c + self.fc(x.flatten(1)).view_as(c))
+
         def module(layer):
             if isinstance(layer, Linear):
                 return nn.Linear(layer.in_features, layer.out_features, bias=layer.bias)
@@ -839,8 +969,14 @@ class Sequential(_OwnedHandle):
             return simple[type(layer)]()
 
         theta = self.parameters
-        with torch.random.fork_rng(devices=[]):  # the default init must not disturb the caller's RNG
-            net = nn.Sequential(*(module(layer) for layer in self._layers)).to(torch.float64)
+        modules = []
+        with torch.random.fork_rng(devices=[]), torch.no_grad():  # the default init must not disturb the caller's RNG
+            x = torch.zeros((1,) + tuple(self._input_shape), dtype=torch.float64)  # each layer's input shape
+            for layer in self._layers:
+                m = (ConvFCMixtureModule(layer, x.shape[1:]) if isinstance(layer, ConvFCMixture) else module(layer))
+                modules.append(m.to(torch.float64))
+                x = modules[-1](x)
+        net = nn.Sequential(*modules)
         count = sum(p.numel() for p in net.parameters())
         if count != theta.size:
             raise InternalError(f"to_torch: the torch model has {count} parameters, bdlcore's {theta.size}")

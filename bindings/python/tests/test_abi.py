@@ -90,6 +90,8 @@ CONSTANT_GROUPS = {
     "BDL_LINK_": _lib.LINK_CONSTANTS,
     "BDL_INFLUENCE_": _lib.INFLUENCE_CONSTANTS,
     "BDL_MEASURE_": _lib.MEASURE_CONSTANTS,
+    "BDL_PRUNING_": _lib.PRUNING_CONSTANTS,
+    "BDL_OBJECTIVE_": _lib.OBJECTIVE_CONSTANTS,
 }
 
 
@@ -198,7 +200,7 @@ def test_progress_callback_type_matches_header():
     [
         _lib.bdl_blas_info_t, _lib.bdl_layer_spec, _lib.bdl_train_params, _lib.bdl_train_progress, _lib.bdl_curvature_params,
         _lib.bdl_influence_params, _lib.bdl_layer_data, _lib.bdl_laplace_params, _lib.bdl_evidence_optimum,
-        _lib.bdl_marglik_params, _lib.bdl_marglik_progress,
+        _lib.bdl_marglik_params, _lib.bdl_marglik_progress, _lib.bdl_layer_sparsity,
     ],
 )
 def test_struct_layout_matches_c_compiler(tmp_path, struct):

@@ -117,3 +117,24 @@ def test_bad_options_leave_the_model_unchanged(bad):
         train_marglik(net, X, y[:-1], epochs=1, progress=False)
     with pytest.raises(TypeError):
         train_marglik("net", X, y)
+
+
+def test_ntk_bound_objective_with_one_batch_follows_the_full_laplace_evidence():
+    X, y = problem(4, n=20)
+    options = dict(epochs=4, marglik_frequency=2, lr=0.02, batch_size=5, structure="full", tol=1e-9, progress=False)
+    with network() as a, network() as b:
+        laplace = train_marglik(a, X, y, **options)
+        bound = train_marglik(b, X, y, objective="ntk_bound", **options)
+        steps = [[r["log_marglik"] for r in res.history if r["log_marglik"] is not None] for res in (laplace, bound)]
+        np.testing.assert_allclose(steps[1], steps[0], rtol=1e-7)
+        np.testing.assert_allclose(bound.laplace.prior_precision, laplace.laplace.prior_precision, rtol=1e-5)
+        laplace.laplace.close()
+        bound.laplace.close()
+        # Batches of 5: each step maximises a lower bound of that step's full evidence.
+        partitioned = train_marglik(b, X, y, objective="ntk_bound", bound_batch_size=5, group_by_class=True, **options)
+        with partitioned.laplace as la:
+            assert la.prior_precision.size == 4
+        with pytest.raises(InvalidArgumentError):
+            train_marglik(b, X, y, objective="ntk_bound", prior_structure="diag", epochs=1, progress=False)
+        with pytest.raises(InvalidArgumentError):
+            train_marglik(b, X, y, objective="bound", epochs=1, progress=False)

@@ -752,3 +752,31 @@ def test_from_torch_rejects_unsupported_modules():
         with pytest.raises(bdlcore.UnsupportedError, match=pattern):
             bdlcore.from_torch(module, input_shape=(1, 6, 6))
         assert bdlcore.debug_live_handles() == before
+
+
+def test_conv_fc_mixture_averages_a_convolution_and_a_dense_map(tmp_path):
+    """y = ½(conv(x) + reshape(W·vec(x) + b)), parameters conv W, b then FC W, b; two engine layers."""
+    from bdlcore import ConvFCMixture, Flatten
+
+    with Sequential([ConvFCMixture(2, 3, 3, padding=1), Flatten()], input_shape=(2, 4, 5), seed=3) as net:
+        conv_w, conv_b = 3 * 2 * 9, 3
+        U, D = 3 * 4 * 5, 2 * 4 * 5
+        assert net.num_parameters == conv_w + conv_b + U * D + U
+        theta = net.parameters
+        W = theta[:conv_w].reshape(3, 2, 3, 3)
+        b = theta[conv_w:conv_w + conv_b]
+        F = theta[conv_w + conv_b:conv_w + conv_b + U * D].reshape(U, D)
+        c = theta[conv_w + conv_b + U * D:]
+        x = np.random.default_rng(0).standard_normal((2, 2, 4, 5))
+        padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        conv = np.zeros((2, 3, 4, 5))
+        for i in range(4):
+            for j in range(5):
+                conv[:, :, i, j] = np.einsum("ncuv,ocuv->no", padded[:, :, i:i + 3, j:j + 3], W) + b
+        expected = 0.5 * (conv.reshape(2, -1) + x.reshape(2, -1) @ F.T + c)
+        np.testing.assert_allclose(net(x), expected, rtol=1e-12, atol=1e-12)
+        path = tmp_path / "mixture.bdl"
+        net.save(path)
+        with Sequential.load(path) as back:
+            assert isinstance(back.layers[0], ConvFCMixture)
+            np.testing.assert_array_equal(back(x), net(x))
