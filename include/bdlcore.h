@@ -1333,6 +1333,32 @@ BDL_API bdl_status bdl_pruning_mask(const bdl_model *model, const double *scores
 BDL_API bdl_status bdl_model_apply_mask(bdl_model *model, const double *mask, int64_t count);
 
 /**
+ * The SpaM evaluation of a classifier: for each sparsity s_i, `model` pruned by `scores` (global
+ * unstructured pruning of the weights, as bdl_pruning_mask with include_biases = 0), optionally
+ * fine-tuned with the mask kept, then scored on the test set with p = softmax(f(x; θ ⊙ m)):
+ * accuracy, mean NLL (from the logits) and ECE (15 equal-width bins). `model` is not changed.
+ * @param scores, n_scores  one per model parameter, any criterion (bdl_pruning_scores)
+ * @param sparsities, n_sparsities  each in [0, 1); SpaM's curve uses 0.2, 0.4, 0.6, 0.7, 0.75,
+ *                          0.8, 0.85, 0.9, 0.95, 0.99
+ * @param X_test, n_test, y_test  test inputs and labels in [0, C)
+ * @param fine_tune         NULL (no fine-tuning), or training options (bdl_train_params; its
+ *                          likelihood must be classification, its mask is replaced by each
+ *                          pruning mask) run on X_train, y_train after pruning
+ * @param[out] out_accuracy, out_nll, out_ece  n_sparsities values each (any may be NULL)
+ * @return BDL_OK; BDL_INVALID_ARGUMENT (a sparsity outside [0, 1), labels, NULL arrays, bad
+ *         fine-tuning options); BDL_SHAPE_MISMATCH (n_scores ≠ P); BDL_NON_FINITE_INPUT;
+ *         BDL_NOT_CONVERGED (fine-tuning diverged).
+ */
+BDL_API bdl_status bdl_pruning_sparsity_curve(const bdl_model *model, const double *scores,
+                                              int64_t n_scores, const double *sparsities,
+                                              int64_t n_sparsities, const double *X_test,
+                                              int64_t n_test, const double *y_test,
+                                              const bdl_train_params *fine_tune,
+                                              const double *X_train, int64_t n_train,
+                                              const double *y_train, double *out_accuracy,
+                                              double *out_nll, double *out_ece);
+
+/**
  * What pruning left of one Linear/Conv2d layer. A layer computing y_r = W·a_r + b at R positions
  * per example (R = 1 for a dense layer on vectors, T on sequences, H_out·W_out for a convolution)
  * costs R·d_out·d_in multiply-accumulates (MACs; one MAC = 2 FLOPs) dense and R·(kept weights)

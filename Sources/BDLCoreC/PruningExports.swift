@@ -80,6 +80,40 @@ public func bdl_model_apply_mask(_ model: OpaquePointer!, _ mask: UnsafePointer<
 }
 
 @c @implementation
+public func bdl_pruning_sparsity_curve(
+  _ model: OpaquePointer!, _ scores: UnsafePointer<Double>!, _ nScores: Int64, _ sparsities: UnsafePointer<Double>!,
+  _ nSparsities: Int64, _ XTest: UnsafePointer<Double>!, _ nTest: Int64, _ yTest: UnsafePointer<Double>!,
+  _ fineTune: UnsafePointer<bdl_train_params>!, _ XTrain: UnsafePointer<Double>!, _ nTrain: Int64,
+  _ yTrain: UnsafePointer<Double>!, _ outAccuracy: UnsafeMutablePointer<Double>!, _ outNLL: UnsafeMutablePointer<Double>!,
+  _ outECE: UnsafeMutablePointer<Double>!
+) -> bdl_status {
+  exported { () throws(BDLError) in
+    let m = try ModelArguments.model(model)
+    let values = try Arguments.array(scores, count: try Arguments.size(nScores, "n_scores"), "scores")
+    let targets = try Arguments.array(sparsities, count: try Arguments.size(nSparsities, "n_sparsities"), "sparsities")
+    let x = try ModelArguments.batch(XTest, nTest, m)
+    let (_, labels) = try ModelArguments.supervision(yTest, n: x.count, likelihood: Int32(BDL_LIKELIHOOD_CLASSIFICATION), sigma: 1, model: m)
+    guard case .classes(let testLabels) = labels else { throw .internal("classification labels") }
+    var tuning: SparsityCurve.FineTuning?
+    if let fineTune {
+      guard Int(fineTune.pointee.likelihood) == BDL_LIKELIHOOD_CLASSIFICATION else {
+        throw .invalidArgument("fine_tune->likelihood must be BDL_LIKELIHOOD_CLASSIFICATION: the curve scores a classifier")
+      }
+      let xt = try ModelArguments.batch(XTrain, nTrain, m)
+      let (_, trainTargets) = try ModelArguments.supervision(yTrain, n: xt.count, likelihood: fineTune.pointee.likelihood, sigma: 1, model: m)
+      tuning = SparsityCurve.FineTuning(inputs: xt, targets: trainTargets, options: try trainingOptions(fineTune.pointee))
+    }
+    let points = try SparsityCurve.evaluate(
+      model: m, scores: values, sparsities: targets, testInputs: x, testLabels: testLabels, fineTuning: tuning)
+    for (i, point) in points.enumerated() {
+      outAccuracy?[i] = point.accuracy
+      outNLL?[i] = point.meanNegativeLogLikelihood
+      outECE?[i] = point.expectedCalibrationError
+    }
+  }
+}
+
+@c @implementation
 public func bdl_model_sparsity(
   _ model: OpaquePointer!, _ mask: UnsafePointer<Double>!, _ count: Int64,
   _ outLayers: UnsafeMutablePointer<bdl_layer_sparsity>!, _ capacity: Int64, _ outCount: UnsafeMutablePointer<Int64>!

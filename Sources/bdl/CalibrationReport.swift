@@ -49,6 +49,10 @@ struct CalibrationReport {
   var methods: [Method]
   /// The influence section, if the demo measured one.
   var influence: InfluenceReport? = nil
+  /// Part 6: training by the evidence and equivariance selection.
+  var modelSelection: ModelSelectionReport? = nil
+  /// Part 7: sparsity curves.
+  var pruning: PruningReport? = nil
 
   // The reliability diagram's layout (SVG user units).
   static let plotLeft = 56.0, plotTop = 36.0, plotWidth = 480.0, plotHeight = 320.0
@@ -109,6 +113,8 @@ struct CalibrationReport {
     out += "\n"
     out += binTable()
     if let influence { out += influence.html() }
+    if let modelSelection { out += modelSelection.html() }
+    if let pruning { out += pruning.html() }
     out += "</body>\n</html>\n"
     return out
   }

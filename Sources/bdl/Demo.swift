@@ -57,6 +57,8 @@ enum Demo {
     try curvature(model, data)
     var report = try laplace(model, data)
     report.influence = try influence(model, data)
+    report.modelSelection = try modelSelection(model, data)
+    report.pruning = try pruning(data)
     try writeAtomically(report.html(), to: reportPath)
     print("\nreport: \(reportPath)")
   }

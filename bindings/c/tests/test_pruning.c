@@ -257,6 +257,50 @@ int main(void) {
   CHECK_STATUS(bdl_pruning_scores(posteriors[0], other, BDL_PRUNING_OPD, 0, 0, opd, P, NULL), BDL_SHAPE_MISMATCH, "parameters");
   CHECK_STATUS(bdl_pruning_scores(NULL, other, BDL_PRUNING_MAGNITUDE, 1, 0, opd, P, NULL), BDL_INVALID_ARGUMENT, "output layer");
 
+  /* The sparsity curve: at 0% the unpruned network's accuracy; at s the network pruned by hand;
+   * θ is untouched; fine-tuning changes the pruned network; bad sparsities are refused. */
+  {
+    double magnitude[P], before[P], after[P], f[N * C];
+    bdl_model_get_parameters(model, before, P);
+    bdl_pruning_scores(NULL, model, BDL_PRUNING_MAGNITUDE, 0, 0, magnitude, P, NULL);
+    const double levels[2] = {0.0, 0.6};
+    double accuracy[2], nll[2], ece[2];
+    CHECK_STATUS(bdl_pruning_sparsity_curve(model, magnitude, P, levels, 2, X, N, y, NULL, NULL, 0, NULL, accuracy, nll, ece), BDL_OK, "");
+    bdl_model_get_parameters(model, after, P);
+    CHECK(memcmp(before, after, sizeof before) == 0, "the curve changed θ");
+    for (int k = 0; k < 2; ++k) {
+      bdl_model *copy = NULL;
+      bdl_model_create(MLP, 5, INPUT, 1, 9, &copy);
+      bdl_model_set_parameters(copy, before, P);
+      double m[P];
+      bdl_pruning_mask(copy, magnitude, P, levels[k], 0, NULL, 0, 0, m, P);
+      bdl_model_apply_mask(copy, m, P);
+      bdl_model_forward(copy, X, N, f, N * C);
+      int correct = 0;
+      for (int n = 0; n < N; ++n) {
+        int best = 0;
+        for (int c = 1; c < C; ++c) if (f[n * C + c] > f[n * C + best]) best = c;
+        correct += best == (int)y[n];
+      }
+      CHECK(fabs(accuracy[k] - (double)correct / N) < 1e-15, "sparsity %g: accuracy %g vs %g", levels[k], accuracy[k], (double)correct / N);
+      CHECK(nll[k] > 0 && ece[k] >= 0 && ece[k] <= 1, "sparsity %g: nll %g, ece %g", levels[k], nll[k], ece[k]);
+      bdl_model_free(copy);
+    }
+    bdl_train_params tune;
+    bdl_train_params_init(&tune);
+    tune.epochs = 5;
+    tune.learning_rate = 0.05;
+    tune.batch_size = 5;
+    double tuned[2];
+    CHECK_STATUS(bdl_pruning_sparsity_curve(model, magnitude, P, levels, 2, X, N, y, &tune, X, N, y, NULL, tuned, NULL), BDL_OK, "");
+    CHECK(tuned[1] != nll[1], "fine-tuning left the NLL at %g", nll[1]);
+    const double bad[1] = {1.0};
+    CHECK_STATUS(bdl_pruning_sparsity_curve(model, magnitude, P, bad, 1, X, N, y, NULL, NULL, 0, NULL, accuracy, nll, ece), BDL_INVALID_ARGUMENT, "sparsity");
+    CHECK_STATUS(bdl_pruning_sparsity_curve(model, magnitude, P - 1, levels, 2, X, N, y, NULL, NULL, 0, NULL, accuracy, nll, ece), BDL_SHAPE_MISMATCH, "scores");
+    tune.likelihood = BDL_LIKELIHOOD_REGRESSION;
+    CHECK_STATUS(bdl_pruning_sparsity_curve(model, magnitude, P, levels, 2, X, N, y, &tune, X, N, y, accuracy, nll, ece), BDL_INVALID_ARGUMENT, "CLASSIFICATION");
+  }
+
   for (int s = 0; s < 3; ++s) bdl_laplace_free(posteriors[s]);
   bdl_model_free(model);
   bdl_model_free(masked);

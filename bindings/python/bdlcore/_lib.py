@@ -1175,6 +1175,23 @@ _declare(
 # bdl_status bdl_model_apply_mask(bdl_model *model, const double *mask, int64_t count);
 _declare("bdl_model_apply_mask", bdl_status, [_handle, _dptr, c_int64])
 
+# bdl_status bdl_pruning_sparsity_curve(const bdl_model *model, const double *scores,
+#                                       int64_t n_scores, const double *sparsities,
+#                                       int64_t n_sparsities, const double *X_test,
+#                                       int64_t n_test, const double *y_test,
+#                                       const bdl_train_params *fine_tune,
+#                                       const double *X_train, int64_t n_train,
+#                                       const double *y_train, double *out_accuracy,
+#                                       double *out_nll, double *out_ece);
+_declare(
+    "bdl_pruning_sparsity_curve",
+    bdl_status,
+    [
+        _handle, _dptr, c_int64, _dptr, c_int64, _dptr, c_int64, _dptr, POINTER(bdl_train_params), _dptr, c_int64,
+        _dptr, _dptr, _dptr, _dptr,
+    ],
+)
+
 # bdl_status bdl_model_sparsity(const bdl_model *model, const double *mask, int64_t count,
 #                               bdl_layer_sparsity *out_layers, int64_t capacity,
 #                               int64_t *out_count);

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from ctypes import byref, c_int64
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -52,7 +52,10 @@ from ._errors import InvalidArgumentError, ShapeMismatchError, _check
 from .laplace import Laplace
 from .model import Sequential, _choice, _seed
 
-__all__ = ["scores", "groups", "mask", "sparsity_report", "SparsityReport", "LayerSparsity", "CRITERIA"]
+__all__ = [
+    "scores", "groups", "mask", "sparsity_report", "sparsity_curve", "SparsityReport", "LayerSparsity",
+    "SparsityCurve", "CRITERIA", "SPAM_SPARSITIES",
+]
 
 _ptr = _lib.as_pointer
 
@@ -303,3 +306,79 @@ def sparsity_report(model: Sequential, mask=None) -> SparsityReport:
         _check(_lib.lib.bdl_model_sparsity(net, pointer, size, layers, count.value, None))
     names = [name for name, _ in _lib.bdl_layer_sparsity._fields_]
     return SparsityReport(tuple(LayerSparsity(**{name: int(getattr(layer, name)) for name in names}) for layer in layers))
+
+
+#: The sparsities of the SpaM paper's curves.
+SPAM_SPARSITIES: Tuple[float, ...] = (0.2, 0.4, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99)
+
+
+class SparsityCurve(NamedTuple):
+    """The outcome of :func:`sparsity_curve`: one entry per sparsity."""
+
+    sparsity: np.ndarray
+    #: Test accuracy of the pruned network.
+    accuracy: np.ndarray
+    #: Mean test NLL of p = softmax(f(x; θ ⊙ m)), from the logits.
+    nll: np.ndarray
+    #: Expected calibration error (15 equal-width bins).
+    ece: np.ndarray
+
+
+def sparsity_curve(model: Sequential, scores, X_test, y_test, sparsities: Sequence[float] = SPAM_SPARSITIES,
+                   fine_tune: Optional[dict] = None) -> SparsityCurve:
+    r"""How a classifier's test performance falls as it is pruned (the SpaM paper's evaluation).
+
+    For each sparsity s the network is pruned by ``scores`` — global unstructured pruning of the
+    weights, as :func:`mask` — optionally fine-tuned with the mask kept, and its predictions
+    p = softmax(f(x; θ ⊙ m)) scored on (X_test, y_test). ``model`` itself is not changed.
+
+    Args:
+        model: the trained network.
+        scores: one per parameter, any criterion (:func:`scores`).
+        X_test, y_test: test inputs and labels in [0, C).
+        sparsities: each in [0, 1); default :data:`SPAM_SPARSITIES`.
+        fine_tune: None (no fine-tuning, the paper's main setting), or a dict with ``X`` and
+            ``y`` (the training data) and any :meth:`bdlcore.Sequential.fit` options (epochs, lr,
+            batch_size, prior_precision, seed, …) for a short fine-tune of each pruned copy.
+
+    Raises:
+        InvalidArgumentError: a sparsity outside [0, 1), bad labels or fine-tuning options.
+        ShapeMismatchError: scores of the wrong length, test data of the wrong shape.
+    """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model: expected a bdlcore.Sequential, got {type(model).__name__}")
+    values = _vector(scores, "scores")
+    levels = _vector(sparsities, "sparsities")
+    X, n = model._inputs(X_test)
+    y = model._targets(y_test, n, _lib.BDL_LIKELIHOOD_CLASSIFICATION)
+    params, keep = None, []
+    X_train = y_train = None
+    n_train = 0
+    if fine_tune is not None:
+        options = dict(fine_tune)
+        try:
+            X_fit, y_fit = options.pop("X"), options.pop("y")
+        except KeyError as missing:
+            raise InvalidArgumentError(f"fine_tune: needs the training data as 'X' and 'y' (missing {missing})") from None
+        if "likelihood" in options or "mask" in options or "progress" in options:
+            raise InvalidArgumentError("fine_tune: likelihood, mask and progress are set by sparsity_curve")
+        defaults = dict(optimizer="adam", lr=1e-3, epochs=10, batch_size=32, prior_precision=0.0, seed=0,
+                        schedule="constant", momentum=0.9, sigma=1.0)
+        unknown = set(options) - set(defaults)
+        if unknown:
+            raise InvalidArgumentError(f"fine_tune: unknown options {sorted(unknown)}")
+        defaults.update(options)
+        params, X_train, n_train, y_train, keep = model._train_params(
+            X_fit, y_fit, "classification", defaults["optimizer"], defaults["lr"], defaults["epochs"],
+            defaults["batch_size"], defaults["prior_precision"], defaults["seed"], defaults["schedule"],
+            defaults["momentum"], defaults["sigma"], None,
+        )
+    accuracy, nll, ece = (np.empty(levels.size) for _ in range(3))
+    with model._use() as net:
+        _check(_lib.lib.bdl_pruning_sparsity_curve(
+            net, _ptr(values), values.size, _ptr(levels), levels.size, _ptr(X), n, _ptr(y),
+            None if params is None else byref(params), None if X_train is None else _ptr(X_train), n_train,
+            None if y_train is None else _ptr(y_train), _ptr(accuracy), _ptr(nll), _ptr(ece),
+        ))
+    del keep
+    return SparsityCurve(levels.copy(), accuracy, nll, ece)
