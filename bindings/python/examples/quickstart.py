@@ -45,3 +45,13 @@ with bdlcore.Sequential([bdlcore.Linear(64, 128), bdlcore.ReLU(), bdlcore.Linear
     with bdlcore.Influence(net, X_train / 16, y_train, curvature="ekfac", progress=False) as influence:
         helpful, harmful = influence.top_k(X_test[:3] / 16, y_test[:3], k=5)
         print("most helpful training images for test image 0:", helpful[0], "labels", y_train[helpful[0]])
+
+# Model selection and pruning (SpaM): train a fresh network and one prior precision per parameter
+# by the evidence — no validation set — then prune 90% of its weights by optimal posterior damage.
+with bdlcore.Sequential([bdlcore.Linear(64, 128), bdlcore.ReLU(), bdlcore.Linear(128, 10)], seed=0) as net:
+    result = bdlcore.train_marglik(net, X_train / 16, y_train, prior_structure="diag", epochs=30, lr=3e-3,
+                                   schedule="cosine", marglik_frequency=5, burnin=5, progress=False)
+    with result.laplace as la:
+        scores = bdlcore.pruning.scores(la, "opd")  # P_ii·θ_i², P the posterior precision
+    curve = bdlcore.pruning.sparsity_curve(net, scores, X_test / 16, y_test, sparsities=[0.5, 0.9])
+    print(f"log evidence {result.history[-1]['log_marglik']:.1f}; pruned test accuracy {curve.accuracy.round(3)} at 50% / 90%")

@@ -44,3 +44,5 @@ def test_python_quickstart_runs():
     assert any(line.startswith("rejected: A: eigenvalue -1") for line in lines)
     accuracy = next(float(line.split()[2]) for line in lines if line.startswith("test accuracy"))
     assert accuracy >= 0.95
+    pruned = next(line for line in lines if "pruned test accuracy" in line)
+    assert float(pruned.split("[")[1].split()[0]) >= 0.95  # half the weights gone, accuracy kept

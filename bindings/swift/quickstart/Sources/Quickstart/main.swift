@@ -37,9 +37,24 @@ let probabilities = try laplace.predictProbabilities(model: network, inputs: que
 print("log evidence \(optimum.logMarginalLikelihood) at δ = \(laplace.hyperparameters.priorPrecision)")
 print("p(y | x = (0.5, -0.5)) = \(probabilities.elements)")
 
+// Train a fresh network and one prior precision per parameter tensor by the evidence, then
+// prune half of its weights by optimal posterior damage (P_ii·θ_i²).
+var selected = try Sequential([Linear(2, 16), Activation.tanh, Linear(16, 2)], inputShape: [2], seed: 0)
+var marglik = MarginalLikelihoodTraining.Options()
+marglik.training = options
+marglik.training.priorPrecision = [1]  // the evidence needs a proper prior to start from
+marglik.frequency = 50
+let trained = try MarginalLikelihoodTraining.train(&selected, inputs: inputs, targets: .classes(labels), likelihood: .classification, options: marglik)
+let scores = try PruningScores.compute(.opd, laplace: trained.laplace, model: selected)
+let mask = try PruningMask.unstructured(scores: scores, sparsity: 0.5, model: selected)
+try selected.applyMask(mask)
+print("evidence-trained: log evidence \(trained.logMarginalLikelihood), δ = \(trained.laplace.hyperparameters.priorPrecision)")
+
 // Checks that the quickstart still computes what the README says it does.
 precondition(abs(logdet - 5.184716) < 1e-6, "log det changed: \(logdet)")
 precondition(posterior.gradientNorm < 1e-8, "not stationary")
 precondition(history.last!.meanNegativeLogLikelihood < 0.2, "the network did not learn")
 precondition(optimum.converged && probabilities.elements[0] > 0.5, "the posterior changed")
+precondition(trained.bestEpoch > 0 && trained.logMarginalLikelihood.isFinite, "no hyperparameter step")
+precondition(selected.parameters.filter { $0 == 0 }.count == 32, "half of the 64 weights pruned")
 print("quickstart: 1 passed, 0 failed")
