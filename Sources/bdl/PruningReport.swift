@@ -8,6 +8,11 @@ struct PruningReport {
 
   static let colors: [PruningCriterion: String] = [.opd: "#d95f02", .obd: "#7570b3", .magnitude: "#1b9e77", .random: "#999999"]
   static let left = 56.0, top = 40.0, width = 520.0, height = 300.0
+  /// The tables under each chart: the whole curve of each metric.
+  static let metrics: [(String, @Sendable (SparsityCurve.Point) -> Double)] = [
+    ("test accuracy (%)", { 100 * $0.accuracy }), ("mean test NLL", { $0.meanNegativeLogLikelihood }),
+    ("ECE (15 bins)", { $0.expectedCalibrationError }),
+  ]
 
   func html() -> String {
     var out = "<h2>Pruning: SpaM against MAP</h2>\n"
@@ -19,21 +24,17 @@ struct PruningReport {
       let lines = curves.filter { $0.architecture == architecture }
       guard !lines.isEmpty else { continue }
       out += "<h3>\(escapeHTML(architecture.rawValue))</h3>\n" + chart(lines, title: architecture.rawValue) + "\n"
-      out += "<table>\n<tr><th>test accuracy</th>"
-      for p in lines[0].points { out += "<th>\(fmt(100 * p.sparsity).prefix(4))%</th>" }
-      out += "</tr>\n"
-      for line in lines {
-        out += "<tr><td>\(escapeHTML(line.label))</td>"
-        for p in line.points { out += "<td>\(fmt(100 * p.accuracy).prefix(5))</td>" }
+      for (metric, value) in Self.metrics {
+        out += "<table>\n<tr><th>\(metric)</th>"
+        for p in lines[0].points { out += "<th>\(fmt(100 * p.sparsity).prefix(4))%</th>" }
         out += "</tr>\n"
+        for line in lines {
+          out += "<tr><td>\(escapeHTML(line.label))</td>"
+          for p in line.points { out += "<td>\(fmt(value(p)).prefix(6))</td>" }
+          out += "</tr>\n"
+        }
+        out += "</table>\n"
       }
-      out += "</table>\n<table>\n<tr><th>at 90% / 95% sparsity</th><th>mean NLL</th><th>ECE</th></tr>\n"
-      for line in lines {
-        let high = line.points.filter { $0.sparsity == 0.9 || $0.sparsity == 0.95 }
-        out += "<tr><td>\(escapeHTML(line.label))</td><td>\(high.map { fmt($0.meanNegativeLogLikelihood) }.joined(separator: " / "))</td>"
-        out += "<td>\(high.map { fmt($0.expectedCalibrationError) }.joined(separator: " / "))</td></tr>\n"
-      }
-      out += "</table>\n"
     }
     return out
   }
