@@ -36,8 +36,7 @@ extension Demo {
     for prior in priors { print("    \(pad(prior.name, width))  δ = \(number(prior.precision))") }
 
     clock = MonotonicClock()
-    let outputs = try model.forward(data.testInputs)
-    let map = try matrix(CategoricalLikelihood().probabilities(outputs))
+    let map = try softmax(model, data.testInputs)
     let probit = try matrix(posterior.predictProbabilities(model: model, inputs: data.testInputs, link: .probit))
     let predictSeconds = clock.seconds
     let methods = [

@@ -2,19 +2,13 @@ import BDLCore
 
 /// What part 6 of the demo found, for the HTML report.
 struct ModelSelectionReport {
-  struct Row {
-    let name: String
-    let accuracy: Double
-    let negativeLogLikelihood: Double
-    let expectedCalibrationError: Double
-  }
   /// The hand-picked prior of the MAP baseline.
   var mapPriorPrecision: Double
   var epochs: Int
   /// Learned δ per parameter tensor, by name.
   var learned: [(name: String, precision: Double)]
   var logEvidence: Double
-  var rows: [Row]
+  var rows: [CalibrationReport.Method]
   var equivariance: [EquivarianceSelection.Outcome]
 
   func html() -> String {
@@ -66,12 +60,9 @@ extension Demo {
     for (name, precision) in learned { print("    \(pad(name, 12))  δ = \(number(precision))") }
     let probit = try matrix(result.laplace.predictProbabilities(model: model, inputs: data.testInputs, link: .probit))
     let rows = [
-      try row("MAP, δ = \(number(recipe.priorPrecision[0])) (hand-picked)", map, data),
-      try row("evidence-trained (MAP predictions)", model, data),
-      try ModelSelectionReport.Row(
-        name: "evidence-trained, Laplace probit", accuracy: CalibrationMetrics.accuracy(probit, labels: data.testLabels),
-        negativeLogLikelihood: CalibrationMetrics.negativeLogLikelihood(probit, labels: data.testLabels),
-        expectedCalibrationError: CalibrationMetrics.expectedCalibrationError(probit, labels: data.testLabels, bins: calibrationBins)),
+      try evaluate("MAP, δ = \(number(recipe.priorPrecision[0])) (hand-picked)", softmax(map, data.testInputs), data.testLabels),
+      try evaluate("evidence-trained (MAP predictions)", softmax(model, data.testInputs), data.testLabels),
+      try evaluate("evidence-trained, Laplace probit", probit, data.testLabels),
     ]
     print("  test set                                    accuracy   mean NLL   ECE")
     for r in rows {
@@ -91,12 +82,8 @@ extension Demo {
       logEvidence: result.logMarginalLikelihood, rows: rows, equivariance: outcomes)
   }
 
-  /// MAP softmax metrics of a network on the test split.
-  static func row(_ name: String, _ model: Sequential, _ data: DigitsClassification) throws(BDLError) -> ModelSelectionReport.Row {
-    let p = try matrix(CategoricalLikelihood().probabilities(model.forward(data.testInputs)))
-    return ModelSelectionReport.Row(
-      name: name, accuracy: try CalibrationMetrics.accuracy(p, labels: data.testLabels),
-      negativeLogLikelihood: try CalibrationMetrics.negativeLogLikelihood(p, labels: data.testLabels),
-      expectedCalibrationError: try CalibrationMetrics.expectedCalibrationError(p, labels: data.testLabels, bins: calibrationBins))
+  /// softmax(f(x)) of a network, as a matrix.
+  static func softmax(_ model: Sequential, _ x: Tensor) throws(BDLError) -> Matrix {
+    try matrix(CategoricalLikelihood().probabilities(model.forward(x)))
   }
 }

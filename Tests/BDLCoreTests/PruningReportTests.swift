@@ -37,7 +37,7 @@ struct PruningReportTests {
   func modelSelection() {
     let report = ModelSelectionReport(
       mapPriorPrecision: 1e-4, epochs: 30, learned: [("layer <0> weight", 2.5)], logEvidence: -600,
-      rows: [.init(name: "MAP & co", accuracy: 0.96, negativeLogLikelihood: 0.11, expectedCalibrationError: 0.02)],
+      rows: [.init(name: "MAP & co", accuracy: 0.96, negativeLogLikelihood: 0.11, brierScore: 0.05, expectedCalibrationError: 0.02, bins: [])],
       equivariance: [
         .init(task: .shape, priorPrecision: [0.03, 1, 2.5, 1, 1, 1], trainAccuracy: 0.9, testAccuracy: 0.85, logMarginalLikelihood: -1),
         .init(task: .position, priorPrecision: [30, 1, 0.1, 1, 1, 1], trainAccuracy: 1, testAccuracy: 0.99, logMarginalLikelihood: -1),

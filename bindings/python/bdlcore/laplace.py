@@ -271,6 +271,18 @@ class Laplace(_OwnedHandle):
         self._structure, self._subset, self._likelihood = structure.value, subset.value, likelihood.value
         self._n_params, self._n_tensors, self._first_parameter = P.value, tensors.value, first.value
 
+    def _adopt_new(self, handle: int) -> None:
+        """Adopts a posterior handle a library call just returned; if that fails, the handle is
+        freed (or the object closed) before the error propagates, so nothing leaks."""
+        try:
+            self._replace(handle)
+        except BaseException:
+            if self._handle is None:
+                _lib.lib.bdl_laplace_free(handle)
+            else:
+                self.close()
+            raise
+
     @classmethod
     def _empty(cls, model: Optional[Sequential]) -> "Laplace":
         self = cls.__new__(cls)
@@ -451,14 +463,7 @@ class Laplace(_OwnedHandle):
                 )
             )
         del keep
-        try:
-            self._replace(handle.value)
-        except BaseException:
-            if self._handle is None:
-                _lib.lib.bdl_laplace_free(handle.value)
-            else:
-                self.close()
-            raise
+        self._adopt_new(handle.value)
         return self
 
     # -- files ----------------------------------------------------------------------------------
@@ -500,14 +505,7 @@ class Laplace(_OwnedHandle):
             with model._use() as model_handle:
                 _check(_lib.lib.bdl_laplace_load(encoded, model_handle, byref(handle)))
         self = cls._empty(model)
-        try:
-            self._replace(handle.value)
-        except BaseException:
-            if self._handle is None:
-                _lib.lib.bdl_laplace_free(handle.value)
-            else:
-                self.close()
-            raise
+        self._adopt_new(handle.value)
         return self
 
     # -- description ----------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from ._errors import _check
 from ._progress import TextBar
 from .curvature import _APPROXIMATIONS, _FISHERS
 from .laplace import _PRIOR_STRUCTURES, _STRUCTURES, Laplace, _bool_flag
-from .model import Sequential, _choice, _int64
+from .model import Sequential, _choice, _epoch_entry, _int64
 
 __all__ = ["train_marglik", "MarglikResult"]
 
@@ -191,14 +191,11 @@ def train_marglik(
     params.group_by_class = _bool_flag(group_by_class, "group_by_class")
 
     def entry(report) -> Dict[str, Any]:
-        return {
-            "epoch": int(report.epoch),
-            "epochs": int(report.epochs),
-            "objective": float(report.objective),
-            "mean_nll": float(report.mean_negative_log_likelihood),
-            "log_marglik": float(report.log_marginal_likelihood) if report.hyperparameter_step else None,
-            "sigma_noise": float(report.sigma_noise),
-        }
+        return dict(
+            _epoch_entry(report),
+            log_marglik=float(report.log_marginal_likelihood) if report.hyperparameter_step else None,
+            sigma_noise=float(report.sigma_noise),
+        )
 
     handle, best = c_void_p(), c_int64(0)
 
@@ -214,14 +211,7 @@ def train_marglik(
             _lib.lib.bdl_laplace_free(handle.value)
         raise
     laplace = Laplace._empty(model)
-    try:
-        laplace._replace(handle.value)
-    except BaseException:
-        if laplace._handle is None:
-            _lib.lib.bdl_laplace_free(handle.value)
-        else:
-            laplace.close()
-        raise
+    laplace._adopt_new(handle.value)
     laplace._fisher = params.laplace.fisher
     laplace._approx = params.laplace.approximation
     del keep

@@ -339,6 +339,16 @@ def _layer_from_spec(spec: _lib.bdl_layer_spec) -> _Layer:
 # ---------------------------------------------------------------------------------------------
 
 
+def _epoch_entry(report) -> Dict[str, Any]:
+    """A training report (bdl_train_progress or bdl_marglik_progress) as fit's history dict."""
+    return {
+        "epoch": int(report.epoch),
+        "epochs": int(report.epochs),
+        "objective": float(report.objective),
+        "mean_nll": float(report.mean_negative_log_likelihood),
+    }
+
+
 class _ProgressBar(TextBar):
     """The training bar: epochs done, with the epoch's objective and mean NLL."""
 
@@ -739,17 +749,9 @@ class Sequential(_OwnedHandle):
             X, y, likelihood, optimizer, lr, epochs, batch_size, prior_precision, seed, schedule, momentum, sigma, mask
         )
 
-        def entry(report) -> Dict[str, Any]:
-            return {
-                "epoch": int(report.epoch),
-                "epochs": int(report.epochs),
-                "objective": float(report.objective),
-                "mean_nll": float(report.mean_negative_log_likelihood),
-            }
-
         last = _lib.bdl_train_progress()
         return self._run_epochs(
-            progress, _ProgressBar, _lib.BDL_PROGRESS_FN, entry,
+            progress, _ProgressBar, _lib.BDL_PROGRESS_FN, _epoch_entry,
             lambda handle, callback: _lib.lib.bdl_model_train(
                 handle, _ptr(X), n, _ptr(y), byref(params), callback, None, byref(last)
             ),
