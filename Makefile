@@ -90,6 +90,7 @@ bench: build
 	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(BENCH_PYTHON) bench/bench_laplace.py
 	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(BENCH_PYTHON) bench/bench_influence.py
 	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(BENCH_PYTHON) bench/bench_marglik.py
+	PYTHONPATH=$(CURDIR)/bindings/python BDLCORE_LIBRARY=$(LIBRARY) $(PYTHON) bench/bench_marglik_reduce.py
 
 clean:
 	rm -rf .build $(C_BUILD) bindings/swift/quickstart/.build

@@ -93,20 +93,28 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
       try outputGradientSum.addGram(of: g, rows: n * k * r, columns: outputDimension)
       inputRows += n * r
     case .reduce:
-      // â_n = mean over positions, ĝ_{n,k} = sum over positions.
-      var pooledInputs = [Double](repeating: 0, count: n * inputDimension)
-      var pooledGradients = [Double](repeating: 0, count: n * k * outputDimension)
+      // â_n = mean over positions, ĝ_{n,k} = sum over positions: contiguous row sums through
+      // raw pointers (the inner loops vectorise), then the Grams over N and N·K rows.
+      let (dIn, dOut) = (inputDimension, outputDimension)
+      var pooledInputs = [Double](repeating: 0, count: n * dIn)
+      var pooledGradients = [Double](repeating: 0, count: n * k * dOut)
       let scale = 1 / Double(r)
-      for example in 0..<n {
-        for position in 0..<r {
-          let source = (example * r + position) * inputDimension
-          for i in 0..<inputDimension { pooledInputs[example * inputDimension + i] += scale * a[source + i] }
-        }
-        for vector in 0..<k {
-          let row = example * k + vector
+      pooledInputs.withUnsafeMutableBufferPointer { pooled in
+        for example in 0..<n {
+          let target = pooled.baseAddress! + example * dIn
           for position in 0..<r {
-            let source = (row * r + position) * outputDimension
-            for i in 0..<outputDimension { pooledGradients[row * outputDimension + i] += g[source + i] }
+            let source = a.baseAddress! + (example * r + position) * dIn
+            for i in 0..<dIn { target[i] += source[i] }
+          }
+          for i in 0..<dIn { target[i] *= scale }
+        }
+      }
+      pooledGradients.withUnsafeMutableBufferPointer { pooled in
+        for row in 0..<(n * k) {
+          let target = pooled.baseAddress! + row * dOut
+          for position in 0..<r {
+            let source = g.baseAddress! + (row * r + position) * dOut
+            for i in 0..<dOut { target[i] += source[i] }
           }
         }
       }
