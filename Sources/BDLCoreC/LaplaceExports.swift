@@ -259,16 +259,15 @@ public func bdl_laplace_optimize_prior_precision(
     guard !tolerance.isNaN else { throw .invalidArgument("tolerance is NaN") }
     let (tolerance, iterations) = (tolerance > 0 ? tolerance : 1e-8, maxIterations > 0 ? Int(maxIterations) : 200)
     let result: Laplace.EvidenceMaximization
-    if prior == .unitwise {
+    if let structure = prior.structure {
+      result = try handle.laplace.optimizePriorPrecision(
+        structure: structure, optimizeSigma: optimizeSigma == 1, tolerance: tolerance, maxIterations: iterations)
+    } else {
       guard let shapes = handle.parameterShapes else {
         throw .invalidArgument("a unit-wise prior needs the layer shapes: use a posterior made by bdl_laplace_fit")
       }
       result = try handle.laplace.optimizePriorPrecision(
         unitwise: UnitwisePrior(shapes: shapes), optimizeSigma: optimizeSigma == 1, tolerance: tolerance, maxIterations: iterations)
-    } else {
-      result = try handle.laplace.optimizePriorPrecision(
-        structure: PriorStructure(rawValue: prior.rawValue)!, optimizeSigma: optimizeSigma == 1, tolerance: tolerance,
-        maxIterations: iterations)
     }
     out?.pointee = bdl_evidence_optimum(
       log_marginal_likelihood: result.logMarginalLikelihood, gradient_norm: result.gradientNorm,

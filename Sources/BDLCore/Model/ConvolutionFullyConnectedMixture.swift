@@ -88,19 +88,21 @@ public struct MixtureConvolution: LinearMapLayer {
 
   /// The convolution's output-gradients, from the first U entries of each vector.
   public func outputGradients(_ g: Tensor) -> Tensor {
-    convolution.outputGradients(try! convolutionPart(g))
+    convolution.outputGradients(convolutionPart(g))
   }
 
   /// (N, K, U + D) → (N, K, C_out, H_out, W_out): the part of a gradient on the convolution's output.
-  private func convolutionPart(_ g: Tensor) throws(BDLError) -> Tensor {
+  private func convolutionPart(_ g: Tensor) -> Tensor {
     let blocks = g.shape[0] * g.shape[1], u = convolutionSize, d = inputSize
-    return try Tensor(shape: [g.shape[0], g.shape[1]] + convolutionOutputShape) { out throws(BDLError) in
+    var out = Tensor(shape: [g.shape[0], g.shape[1]] + convolutionOutputShape)
+    out.elements.withUnsafeMutableBufferPointer { op in
       g.elements.withUnsafeBufferPointer { gp in
         for block in 0..<blocks {
-          (out.baseAddress! + block * u).update(from: gp.baseAddress! + block * (u + d), count: u)
+          (op.baseAddress! + block * u).update(from: gp.baseAddress! + block * (u + d), count: u)
         }
       }
     }
+    return out
   }
 }
 

@@ -32,6 +32,17 @@ public struct MarginalLikelihoodTraining: Sendable {
     case diagonal = 2
     /// δ_ij = a_i·b_j per weight, per element for biases (see `UnitwisePrior`).
     case unitwise = 3
+
+    /// The prior's layout as a `PriorStructure` (nil for unit-wise, a parametrisation of a
+    /// per-parameter prior rather than a layout of its own).
+    public var structure: PriorStructure? {
+      switch self {
+      case .scalar: .scalar
+      case .layerwise: .layerwise
+      case .diagonal: .diagonal
+      case .unitwise: nil
+      }
+    }
   }
 
   /// What each hyperparameter step maximises.
@@ -148,7 +159,7 @@ public struct MarginalLikelihoodTraining: Sendable {
     let original = model.parameters
     var history: [Progress] = []
     var best: (evidence: Double, epoch: Int, parameters: [Double], laplace: Laplace)?
-    do {
+    do throws(BDLError) {
       for epoch in 1...max(options.training.epochs, 1) where options.training.epochs > 0 {
         let report = try trainer.runEpoch(&model, inputs: x, targets: targets, likelihood: try mapLikelihood(hyperparameters.sigma))
         var evidence: Double?
@@ -160,14 +171,16 @@ public struct MarginalLikelihoodTraining: Sendable {
               model: model, inputs: x, targets: targets, likelihood: likelihood, options: options.laplace,
               hyperparameters: hyperparameters)
             let result: Laplace.EvidenceMaximization
-            if let unitwise {
+            if let structure = options.prior.structure {
+              result = try laplace.optimizePriorPrecision(
+                structure: structure, optimizeSigma: withSigma, tolerance: options.tolerance,
+                maxIterations: options.maxHyperparameterIterations)
+            } else if let unitwise {
               result = try laplace.optimizePriorPrecision(
                 unitwise: unitwise, optimizeSigma: withSigma, tolerance: options.tolerance,
                 maxIterations: options.maxHyperparameterIterations)
             } else {
-              result = try laplace.optimizePriorPrecision(
-                structure: PriorStructure(rawValue: options.prior.rawValue)!, optimizeSigma: withSigma,
-                tolerance: options.tolerance, maxIterations: options.maxHyperparameterIterations)
+              throw .internal("a unit-wise prior without its layout")
             }
             hyperparameters = result.hyperparameters
             evidence = result.logMarginalLikelihood
