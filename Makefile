@@ -20,7 +20,7 @@ RELEASE_DIR := $(CURDIR)/.build/release
 LIBRARY := $(RELEASE_DIR)/libbdlcore.so
 C_BUILD := bindings/c/build
 C_TESTS := test_kron test_errors test_blas test_threads test_model test_curvature test_laplace test_influence test_marglik test_pruning test_model_selection
-C_EXAMPLES := kron_quickstart laplace_quickstart
+C_EXAMPLES := kron_quickstart laplace_quickstart spam_quickstart
 CFLAGS_TEST := -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude
 LDFLAGS_TEST := -L$(RELEASE_DIR) -lbdlcore -Wl,-rpath,$(RELEASE_DIR) -lm -pthread
 # valgrind 3.19 cannot emulate AVX-512: on such CPUs the valgrind run asks OpenBLAS for AVX2 kernels.
