@@ -38,15 +38,14 @@ public struct PruningGroups: Sendable, Equatable {
   /// The units of `model`.
   /// - Throws: `.invalidArgument` if the network has no linear-map layer before its output layer.
   public init(model: Sequential) throws(BDLError) {
-    let maps = model.layers.indices.filter { model.layers[$0] is any LinearMapLayer }
+    let maps = model.layers.indices.compactMap { index in (model.layers[index] as? any LinearMapLayer).map { (index, $0) } }
     guard maps.count >= 2 else {
       throw .invalidArgument(
         "structured pruning needs a Linear or Conv2d layer before the output layer; this network has \(maps.count) linear-map layer\(maps.count == 1 ? "" : "s") and the output layer is never pruned structurally")
     }
     var groups: [Group] = []
     var layers: [PrunableLayer] = []
-    for index in maps.dropLast() {
-      let map = model.layers[index] as! any LinearMapLayer
+    for (index, map) in maps.dropLast() {
       let (dOut, dIn, start) = (map.outputDimension, map.inputDimension, model.parameterOffsets[index])
       let first = groups.count
       for j in 0..<dOut {
