@@ -1390,7 +1390,7 @@ BDL_API bdl_status bdl_model_sparsity(const bdl_model *model, const double *mask
                                       int64_t *out_count);
 
 /**
- * The architecture of a model: its layers as bdl_layer_spec (fields a kind does not use are 0)
+ * The architecture of a model: its layers, as bdl_layer_spec values whose unused fields are 0,
  * and the shape of one input example, as bdl_model_create takes them.
  * @param[out] out_layers       may be NULL; capacity ≥ the layer count otherwise
  * @param[out] out_count        the number of layers (may be NULL)

@@ -97,14 +97,7 @@ struct CalibrationReport {
     }
     out += "</table>\n"
 
-    out += "<h2>Test split (\(testCount) examples)</h2>\n<table>\n"
-    out += "<tr><th>predictive</th><th>accuracy</th><th>mean confidence</th><th>mean NLL</th><th>Brier</th><th>ECE (\(binCount) bins)</th></tr>\n"
-    for method in methods {
-      out += "<tr><td>\(escapeHTML(method.name))</td><td>\(fmt(100 * method.accuracy))%</td><td>\(fmt(100 * method.meanConfidence))%</td>"
-      out += "<td>\(fmt(method.negativeLogLikelihood))</td>"
-      out += "<td>\(fmt(method.brierScore))</td><td>\(fmt(method.expectedCalibrationError))</td></tr>\n"
-    }
-    out += "</table>\n"
+    out += "<h2>Test split (\(testCount) examples)</h2>\n" + Self.methodTable(methods, bins: binCount)
 
     out += "<h2>Reliability diagram</h2>\n"
     out += "<p>Accuracy against confidence (the largest class probability) in \(binCount) equal-width bins; "
@@ -117,6 +110,17 @@ struct CalibrationReport {
     if let pruning { out += pruning.html() }
     out += "</body>\n</html>\n"
     return out
+  }
+
+  /// The metrics of each predictive as an HTML table.
+  static func methodTable(_ methods: [Method], bins: Int) -> String {
+    var out = "<table>\n<tr><th>predictive</th><th>accuracy</th><th>mean confidence</th><th>mean NLL</th><th>Brier</th><th>ECE (\(bins) bins)</th></tr>\n"
+    for method in methods {
+      out += "<tr><td>\(escapeHTML(method.name))</td><td>\(fmt(100 * method.accuracy))%</td><td>\(fmt(100 * method.meanConfidence))%</td>"
+      out += "<td>\(fmt(method.negativeLogLikelihood))</td>"
+      out += "<td>\(fmt(method.brierScore))</td><td>\(fmt(method.expectedCalibrationError))</td></tr>\n"
+    }
+    return out + "</table>\n"
   }
 
   /// The reliability diagram: per non-empty bin, one accuracy bar and one count bar per method.

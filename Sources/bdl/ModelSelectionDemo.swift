@@ -16,12 +16,8 @@ struct ModelSelectionReport {
     out += "<p>The same network and optimiser (\(epochs) epochs) trained twice: by MAP with a hand-picked prior precision "
     out += "δ = \(number(mapPriorPrecision)), and by the evidence (one δ per parameter tensor, solved for every 5 epochs "
     out += "from a K-FAC Laplace; no validation set). Log evidence at the kept parameters: \(fmt(logEvidence)).</p>\n"
-    out += "<table>\n<tr><th>test split</th><th>accuracy</th><th>mean NLL</th><th>ECE</th></tr>\n"
-    for row in rows {
-      out += "<tr><td>\(escapeHTML(row.name))</td><td>\(fmt(100 * row.accuracy))%</td><td>\(fmt(row.negativeLogLikelihood))</td>"
-      out += "<td>\(fmt(row.expectedCalibrationError))</td></tr>\n"
-    }
-    out += "</table>\n<table>\n<tr><th>parameter tensor</th><th>learned δ</th></tr>\n"
+    out += CalibrationReport.methodTable(rows, bins: Demo.calibrationBins)
+    out += "<table>\n<tr><th>parameter tensor</th><th>learned δ</th></tr>\n"
     for (name, precision) in learned { out += "<tr><td>\(escapeHTML(name))</td><td>\(number(precision))</td></tr>\n" }
     out += "</table>\n"
     out += "<h3>Layer-wise equivariance selection</h3>\n"
