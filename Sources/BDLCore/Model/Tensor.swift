@@ -10,7 +10,7 @@ public struct Tensor: Equatable, Sendable {
   public init(shape: [Int], repeating value: Double = 0) {
     precondition(shape.allSatisfy { $0 >= 0 }, "tensor dimensions must be non-negative")
     self.shape = shape
-    self.elements = [Double](repeating: value, count: shape.reduce(1, *))
+    self.elements = HugePages.doubles(shape.reduce(1, *)) { $0.initialize(repeating: value) }
   }
 
   /// A tensor whose entries the caller overwrites completely before reading any (`fill` gets the
@@ -20,6 +20,7 @@ public struct Tensor: Equatable, Sendable {
     var failure: BDLError?
     self.shape = shape
     self.elements = [Double](unsafeUninitializedCapacity: count) { buffer, initialized in
+      HugePages.advise(UnsafeMutableRawBufferPointer(buffer))
       do throws(BDLError) {
         try fill(buffer)
       } catch {
