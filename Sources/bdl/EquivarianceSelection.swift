@@ -81,13 +81,7 @@ struct EquivarianceSelection {
     let result = try MarginalLikelihoodTraining.train(
       &model, inputs: x, targets: .classes(y), likelihood: .classification, options: options(epochs: epochs))
     func accuracy(_ inputs: Tensor, _ labels: [Int]) throws(BDLError) -> Double {
-      let f = try model.forward(inputs)
-      var correct = 0
-      for (i, label) in labels.enumerated() {
-        let row = f.elements[(i * classes)..<((i + 1) * classes)]
-        if row.firstIndex(of: row.max()!)! - i * classes == label { correct += 1 }
-      }
-      return Double(correct) / Double(labels.count)
+      try CalibrationMetrics.accuracy(Demo.softmax(model, inputs), labels: labels)
     }
     return Outcome(
       task: task, priorPrecision: result.laplace.hyperparameters.priorPrecision,

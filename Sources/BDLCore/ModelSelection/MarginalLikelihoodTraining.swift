@@ -190,17 +190,12 @@ public struct MarginalLikelihoodTraining: Sendable {
           case .ntkBound(var boundOptions):
             boundOptions.seed = boundOptions.seed &+ UInt64(epoch)
             let bound = try NTKEvidenceBound(model: model, inputs: x, targets: targets, likelihood: likelihood, options: boundOptions)
-            // Start from the current δ as one value per tensor (or one), geometric means where it is finer.
+            // Start from the current δ as one value per tensor (or one): geometric means where it is finer.
+            guard let structure = options.prior.structure else { throw .internal("the NTK bound with a unit-wise prior") }
             var start = hyperparameters
-            let perParameter = try model.expandPriorPrecision(start.priorPrecision)
-            let sizes = model.layers.flatMap { $0.parameterShapes.map { $0.reduce(1, *) } }
-            var offset = 0
-            let tensorMeans = sizes.map { size -> Double in
-              defer { offset += size }
-              return exp(perParameter[offset..<(offset + size)].reduce(0) { $0 + log($1) } / Double(size))
-            }
-            start.priorPrecision = options.prior == .layerwise
-              ? tensorMeans : [exp(perParameter.reduce(0) { $0 + log($1) } / Double(perParameter.count))]
+            let perParameter = try bound.groups.perParameter(priorPrecision: start.priorPrecision)
+            start.priorPrecision = PriorParametrization(structure, groups: bound.groups)
+              .initial(fromPerParameter: perParameter, groups: bound.groups).map { exp($0) }
             let result = try bound.maximize(
               from: start, optimizeSigma: withSigma, tolerance: options.tolerance, maxIterations: options.maxHyperparameterIterations)
             hyperparameters = result.hyperparameters

@@ -40,9 +40,9 @@ from typing import NamedTuple, Sequence, Union
 import numpy as np
 
 from . import _lib
-from ._errors import ShapeMismatchError, _check
-from .influence import _call_with_progress, _float, _optional_ptr, _queries, _require_model
-from .model import _LIKELIHOODS, _OPTIMIZERS, _SCHEDULES, Sequential, _choice, _int64, _seed
+from ._errors import ShapeMismatchError
+from .influence import _call_with_progress, _optional_ptr, _queries, _require_model
+from .model import _LIKELIHOODS, Sequential, _choice, _float, _int64, _seed, _train_params
 
 __all__ = ["lds", "retrain_without_top_k", "LinearDatamodelingScore", "RetrainingWithoutTopK"]
 
@@ -74,30 +74,6 @@ class RetrainingWithoutTopK(NamedTuple):
     without_top_k: np.ndarray
     #: Without k random examples (drawn anew for each query), (n_query,).
     without_random: np.ndarray
-
-
-def _train_params(likelihood, optimizer, lr, epochs, batch_size, prior_precision, seed, schedule, momentum, sigma):
-    """(bdl_train_params, arrays its pointers refer to) — as :meth:`Sequential.fit` builds them."""
-    prior = np.ascontiguousarray(prior_precision, dtype=np.float64)
-    if prior.ndim > 1:
-        raise ShapeMismatchError(
-            f"prior_precision: expected a float or a sequence of one value per parameter tensor, got shape {prior.shape}"
-        )
-    prior = prior.reshape(-1)
-    params = _lib.bdl_train_params()
-    _check(_lib.lib.bdl_train_params_init(byref(params)))
-    params.likelihood = _choice(likelihood, _LIKELIHOODS, "likelihood")
-    params.sigma = _float(sigma, "sigma")
-    params.optimizer = _choice(optimizer, _OPTIMIZERS, "optimizer")
-    params.schedule = _choice(schedule, _SCHEDULES, "schedule")
-    params.learning_rate = _float(lr, "lr")
-    params.momentum = _float(momentum, "momentum")
-    params.epochs = _int64(epochs, "epochs")
-    params.batch_size = _int64(batch_size, "batch_size")
-    params.prior_precision = _ptr(prior)
-    params.prior_precision_count = prior.size
-    params.seed = _seed(seed)
-    return params, [prior]
 
 
 def _arguments(model, X_train, y_train, X_query, y_query, scores, measurement, cotangents, likelihood):

@@ -83,7 +83,7 @@ from ._handle import _OwnedHandle
 from ._progress import call_with_progress as _call_with_progress
 from .curvature import _APPROXIMATIONS, _FISHERS
 from .laplace import _bool_flag
-from .model import _LIKELIHOODS, Sequential, _choice, _int64, _seed
+from .model import _LIKELIHOODS, Sequential, _choice, _float, _int64, _seed
 
 __all__ = ["Influence", "top_k"]
 
@@ -113,16 +113,6 @@ _LIKELIHOOD_NAMES = {code: name for name, code in _LIKELIHOODS.items()}
 # ---------------------------------------------------------------------------------------------
 # Argument conversion (shared with bdlcore.evaluation)
 # ---------------------------------------------------------------------------------------------
-
-
-def _float(value, name: str) -> float:
-    """``value`` as a float (ranges are checked by the library)."""
-    if isinstance(value, (str, bytes)):
-        raise InvalidArgumentError(f"{name}: expected a number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"{name}: expected a number, got {value!r}") from None
 
 
 def _measurement(measurement, cotangents, default: int) -> int:

@@ -39,7 +39,6 @@ from __future__ import annotations
 from ctypes import byref, c_int64, c_void_p
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Union
 
-import numpy as np
 
 from . import _lib
 from ._errors import _check

@@ -339,6 +339,47 @@ def _layer_from_spec(spec: _lib.bdl_layer_spec) -> _Layer:
 # ---------------------------------------------------------------------------------------------
 
 
+def _float(value, name: str) -> float:
+    """``value`` as a float (ranges are checked by the library)."""
+    if isinstance(value, (str, bytes)):
+        raise InvalidArgumentError(f"{name}: expected a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{name}: expected a number, got {value!r}") from None
+
+
+def _train_params(likelihood, optimizer, lr, epochs, batch_size, prior_precision, seed, schedule, momentum, sigma,
+                  mask=None):
+    """(bdl_train_params, arrays its pointers refer to) for :meth:`Sequential.fit`'s options; every
+    training entry point (fit, train_marglik, the retraining evaluations, fine-tuning) builds them here."""
+    prior = np.ascontiguousarray(prior_precision, dtype=np.float64)
+    if prior.ndim > 1:
+        raise ShapeMismatchError(
+            f"prior_precision: expected a float or a sequence of one value per parameter tensor, got shape {prior.shape}"
+        )
+    prior = prior.reshape(-1)
+    params = _lib.bdl_train_params()
+    _check(_lib.lib.bdl_train_params_init(byref(params)))
+    params.likelihood = _choice(likelihood, _LIKELIHOODS, "likelihood")
+    params.sigma = _float(sigma, "sigma")
+    params.optimizer = _choice(optimizer, _OPTIMIZERS, "optimizer")
+    params.schedule = _choice(schedule, _SCHEDULES, "schedule")
+    params.learning_rate = _float(lr, "lr")
+    params.momentum = _float(momentum, "momentum")
+    params.epochs = _int64(epochs, "epochs")
+    params.batch_size = _int64(batch_size, "batch_size")
+    params.prior_precision = _ptr(prior)
+    params.prior_precision_count = prior.size
+    params.seed = _seed(seed)
+    keep = [prior]
+    if mask is not None:
+        mask = np.ascontiguousarray(mask, dtype=np.float64).reshape(-1)
+        params.mask, params.mask_count = _ptr(mask), mask.size
+        keep.append(mask)
+    return params, keep
+
+
 def _epoch_entry(report) -> Dict[str, Any]:
     """A training report (bdl_train_progress or bdl_marglik_progress) as fit's history dict."""
     return {
@@ -760,36 +801,12 @@ class Sequential(_OwnedHandle):
     def _train_params(
         self, X, y, likelihood, optimizer, lr, epochs, batch_size, prior_precision, seed, schedule, momentum, sigma, mask
     ):
-        """(bdl_train_params, X, n, y, arrays its pointers refer to) for :meth:`fit`'s options."""
-        code = _choice(likelihood, _LIKELIHOODS, "likelihood")
-        optimizer_code = _choice(optimizer, _OPTIMIZERS, "optimizer")
-        schedule_code = _choice(schedule, _SCHEDULES, "schedule")
+        """(bdl_train_params, X, n, y, arrays its pointers refer to) for :meth:`fit`'s options and data."""
+        params, keep = _train_params(
+            likelihood, optimizer, lr, epochs, batch_size, prior_precision, seed, schedule, momentum, sigma, mask
+        )
         X, n = self._inputs(X)
-        y = self._targets(y, n, code)
-        prior = np.ascontiguousarray(prior_precision, dtype=np.float64)
-        if prior.ndim > 1:
-            raise ShapeMismatchError(
-                f"prior_precision: expected a float or a sequence of one value per parameter tensor, got shape {prior.shape}"
-            )
-        prior = prior.reshape(-1)
-        params = _lib.bdl_train_params()
-        _check(_lib.lib.bdl_train_params_init(byref(params)))
-        params.likelihood = code
-        params.sigma = float(sigma)
-        params.optimizer = optimizer_code
-        params.schedule = schedule_code
-        params.learning_rate = float(lr)
-        params.momentum = float(momentum)
-        params.epochs = _int64(epochs, "epochs")
-        params.batch_size = _int64(batch_size, "batch_size")
-        params.prior_precision = _ptr(prior)
-        params.prior_precision_count = prior.size
-        params.seed = _seed(seed)
-        keep = [prior]
-        if mask is not None:
-            mask = np.ascontiguousarray(mask, dtype=np.float64).reshape(-1)
-            params.mask, params.mask_count = _ptr(mask), mask.size
-            keep.append(mask)
+        y = self._targets(y, n, params.likelihood)
         return params, X, n, y, keep
 
     def _run_epochs(self, progress, bar_type, callback_type, entry, invoke) -> List[Dict[str, Any]]:
