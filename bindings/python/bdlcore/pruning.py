@@ -41,6 +41,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 from ctypes import byref, c_int64
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -308,6 +309,9 @@ def sparsity_report(model: Sequential, mask=None) -> SparsityReport:
     return SparsityReport(tuple(LayerSparsity(**{name: int(getattr(layer, name)) for name in names}) for layer in layers))
 
 
+#: The :meth:`Sequential.fit` options a fine-tune may set (likelihood, mask and progress are fixed).
+_FINE_TUNE_OPTIONS = ("optimizer", "lr", "epochs", "batch_size", "prior_precision", "seed", "schedule", "momentum", "sigma")
+
 #: The sparsities of the SpaM paper's curves.
 SPAM_SPARSITIES: Tuple[float, ...] = (0.2, 0.4, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99)
 
@@ -362,16 +366,15 @@ def sparsity_curve(model: Sequential, scores, X_test, y_test, sparsities: Sequen
             raise InvalidArgumentError(f"fine_tune: needs the training data as 'X' and 'y' (missing {missing})") from None
         if "likelihood" in options or "mask" in options or "progress" in options:
             raise InvalidArgumentError("fine_tune: likelihood, mask and progress are set by sparsity_curve")
-        defaults = dict(optimizer="adam", lr=1e-3, epochs=10, batch_size=32, prior_precision=0.0, seed=0,
-                        schedule="constant", momentum=0.9, sigma=1.0)
-        unknown = set(options) - set(defaults)
+        # Sequential.fit's own options and defaults, so that fine-tuning means what fit means.
+        fit_options = inspect.signature(Sequential.fit).parameters
+        settings = {name: fit_options[name].default for name in _FINE_TUNE_OPTIONS}
+        unknown = set(options) - set(settings)
         if unknown:
             raise InvalidArgumentError(f"fine_tune: unknown options {sorted(unknown)}")
-        defaults.update(options)
+        settings.update(options)
         params, X_train, n_train, y_train, keep = model._train_params(
-            X_fit, y_fit, "classification", defaults["optimizer"], defaults["lr"], defaults["epochs"],
-            defaults["batch_size"], defaults["prior_precision"], defaults["seed"], defaults["schedule"],
-            defaults["momentum"], defaults["sigma"], None,
+            X_fit, y_fit, "classification", mask=None, **settings
         )
     accuracy, nll, ece = (np.empty(levels.size) for _ in range(3))
     with model._use() as net:
