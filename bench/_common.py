@@ -16,6 +16,24 @@ def median_run(fn, repeats=3):
     return statistics.median(times), result
 
 
+def interleaved_runs(fns, repeats=3):
+    """Runs the callables in turn, `repeats` rounds (a warm-up round first, not timed), and returns
+    for each (median seconds, best seconds, its last result), in order.
+
+    Why interleaved: this machine's speed drifts by tens of percent over seconds (shared cores);
+    timing one library's repeats after the other's would fold that drift into their ratio, while
+    alternating exposes both to the same conditions."""
+    for fn in fns:
+        fn()
+    times, results = [[] for _ in fns], [None] * len(fns)
+    for _ in range(repeats):
+        for index, fn in enumerate(fns):
+            start = time.perf_counter()
+            results[index] = fn()
+            times[index].append(time.perf_counter() - start)
+    return [(statistics.median(t), min(t), r) for t, r in zip(times, results)]
+
+
 def mlp_784(seed=0):
     """The 784-256-256-10 ReLU MLP of the curvature, Laplace and influence benchmarks."""
     return bdlcore.Sequential([bdlcore.Linear(784, 256), bdlcore.ReLU(), bdlcore.Linear(256, 256), bdlcore.ReLU(),

@@ -154,6 +154,10 @@ static void load_libraries(void) {
   RESOLVE(openblas, daxpy, "cblas_daxpy");
   RESOLVE(openblas, dscal, "cblas_dscal");
   RESOLVE(lapacke, dsyevd, "LAPACKE_dsyevd");
+  RESOLVE(lapacke, dsytrd, "LAPACKE_dsytrd");
+  RESOLVE(lapacke, dsterf, "LAPACKE_dsterf");
+  RESOLVE(lapacke, dstedc, "LAPACKE_dstedc");
+  RESOLVE(lapacke, dormtr, "LAPACKE_dormtr");
   RESOLVE(lapacke, dpotrf, "LAPACKE_dpotrf");
   RESOLVE(lapacke, dpotrs, "LAPACKE_dpotrs");
   RESOLVE(lapacke, dpotri, "LAPACKE_dpotri");

@@ -93,4 +93,47 @@ struct DecompositionTests {
     let normal = try Cholesky(a.gram()).solve(try a.multiplied(by: y, transposingSelf: true))
     expectClose(try s.leastSquaresSolution(y), normal, tolerance: 1e-10, "least squares")
   }
+
+  @Test("eigenvectors are formed on first use, once, shared by copies, and pair with the eigenvalues")
+  func deferredEigenvectors() async throws {
+    var rng = SeededGenerator(seed: 50)
+    let a = rng.spd(60, rank: 45)  // a repeated zero eigenvalue, as rank-deficient K-FAC factors have
+    let e = try SymmetricEigendecomposition.positiveSemidefinite(a, name: "A")
+    #expect(!e.hasEigenvectors, "the eigenvalues alone do not form Q")
+    let copies = Array(repeating: e, count: 8)
+    let formed = await withTaskGroup(of: Matrix?.self) { group in
+      for copy in copies { group.addTask { try? copy.eigenvectors } }
+      return await group.reduce(into: [Matrix?]()) { $0.append($1) }
+    }
+    #expect(e.hasEigenvectors, "a copy's access forms Q for the original too")
+    let q = try e.eigenvectors
+    #expect(formed.allSatisfy { $0 == q }, "every concurrent reader gets the one Q")
+    // A·q_j = λ_j·q_j for the eigenvalues computed before Q (dsterf) and Q from divide and conquer.
+    let aq = try a.multiplied(by: q)
+    let scale = 60 * Double.ulpOfOne * a.maxAbsoluteEntry * Tolerance.scaledResidual
+    for i in 0..<60 {
+      for j in 0..<60 { #expect(abs(aq[i, j] - e.eigenvalues[j] * q[i, j]) <= scale, "A·q_\(j) = λ_\(j)·q_\(j)") }
+    }
+    expectClose(try q.multiplied(by: q, transposingSelf: true).elements, Matrix.identity(60).elements, tolerance: 1e-12, "QᵀQ = I")
+  }
+
+  @Test("a K-FAC Laplace posterior's evidence and its prior optimisation never form eigenvectors; predictions do")
+  func evidenceNeedsOnlyEigenvalues() throws {
+    var model = try Sequential([Linear(5, 7), Activation.tanh, Linear(7, 3)], inputShape: [5], seed: 4)
+    var rng = SeededGenerator(seed: 51)
+    let x = try Tensor(shape: [20, 5], elements: rng.vector(100))
+    try model.setParameters(rng.vector(model.parameterCount))
+    var options = Laplace.FitOptions()
+    options.structure = .kron
+    var laplace = try Laplace.fit(
+      model: model, inputs: x, targets: .classes((0..<20).map { $0 % 3 }), likelihood: .classification, options: options)
+    guard case .kron(let kfac) = laplace.curvature else { Issue.record("not a Kronecker posterior"); return }
+    func formed() -> [Bool] { kfac.blocks.flatMap { [$0.factors.b.hasEigenvectors, $0.factors.a.hasEigenvectors] } }
+    _ = try laplace.optimizePriorPrecision(structure: .layerwise)
+    _ = try laplace.logMarginalLikelihoodGradient()
+    // Bias blocks share B with their weight and use the shared 1 × 1 unit factor.
+    #expect(kfac.blocks.filter { !$0.isBias }.allSatisfy { !$0.factors.b.hasEigenvectors && !$0.factors.a.hasEigenvectors }, "\(formed())")
+    _ = try laplace.predictProbabilities(model: model, inputs: x)
+    #expect(kfac.blocks.allSatisfy { $0.factors.b.hasEigenvectors && $0.factors.a.hasEigenvectors }, "\(formed())")
+  }
 }

@@ -111,7 +111,7 @@ func densePrecision(_ laplace: Laplace, scale h: Double, prior δ: [Double]) thr
     return p
   }
   for block in kfac.blocks {
-    let q = kroneckerProduct(block.factors.b.eigenvectors, block.factors.a.eigenvectors)
+    let q = kroneckerProduct(try block.factors.b.eigenvectors, try block.factors.a.eigenvectors)
     let range = block.parameters
     var rotatedPrior = [Double](repeating: 0, count: range.count)
     for k in 0..<range.count {

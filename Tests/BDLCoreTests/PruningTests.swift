@@ -137,7 +137,7 @@ extension PruningTests {
       var expected = [Double](repeating: 0, count: θ.count)
       var tensor = 0
       for block in kfac.blocks {
-        let b = reconstruct(block.factors.b), a = reconstruct(block.factors.a)
+        let b = try reconstruct(block.factors.b), a = try reconstruct(block.factors.a)
         let rootδ = hp.priorPrecision[tensor].squareRoot()
         for m in 0..<b.rows {
           for n in 0..<a.rows {
@@ -153,12 +153,13 @@ extension PruningTests {
     }
 
     /// Q·diag(λ)·Qᵀ.
-    private func reconstruct(_ e: SymmetricEigendecomposition) -> Matrix {
+    private func reconstruct(_ e: SymmetricEigendecomposition) throws -> Matrix {
       let n = e.eigenvalues.count
+      let q = try e.eigenvectors
       var m = Matrix(rows: n, columns: n)
       for i in 0..<n {
         for j in 0..<n {
-          for k in 0..<n { m[i, j] += e.eigenvectors[i, k] * e.eigenvalues[k] * e.eigenvectors[j, k] }
+          for k in 0..<n { m[i, j] += q[i, k] * e.eigenvalues[k] * q[j, k] }
         }
       }
       return m

@@ -7,7 +7,7 @@ extension Sequential.LayerStatistics {
   func rotatedGradientSquares(in basis: KroneckerEigendecomposition?, bias: Bool) throws(BDLError) -> Matrix {
     let (n, k, r, dOut) = (outputGradients.shape[0], outputGradients.shape[1], outputGradients.shape[2], outputGradients.shape[3])
     let dIn = inputs.shape[2]
-    var gRotated = try Matrix(unchecked: n * k * r, columns: dOut, elements: outputGradients.elements)
+    var gRotated = Matrix(unchecked: n * k * r, columns: dOut, elements: outputGradients.elements)
     if let basis { gRotated = try gRotated.multiplied(by: basis.b.eigenvectors) }
     if bias {
       var squares = Matrix(rows: dOut, columns: 1)
@@ -20,7 +20,7 @@ extension Sequential.LayerStatistics {
       }
       return squares
     }
-    var aRotated = try Matrix(unchecked: n * r, columns: dIn, elements: inputs.elements)
+    var aRotated = Matrix(unchecked: n * r, columns: dIn, elements: inputs.elements)
     if let basis { aRotated = try aRotated.multiplied(by: basis.a.eigenvectors) }
     if r == 1 {
       // One position: ∇W_{n,k} = g̃_{n,k} ã_nᵀ, so Σ_{n,k} (∇W_{n,k})² = Σ_n (Σ_k g̃²_{n,k}) (ã²_n)ᵀ,

@@ -41,16 +41,17 @@ public struct DenseGGN: CurvatureOperator {
     guard v.count == parameterCount else { throw .shapeMismatch("vector has \(v.count) entries, expected \(parameterCount)") }
     try Validation.requireFinite(v, "V")
     let d = try spectrum(e, h, δ)
-    var rotated = try eigen.eigenvectors.multiplied(by: v, transposingSelf: true)
+    let q = try eigen.eigenvectors
+    var rotated = try q.multiplied(by: v, transposingSelf: true)
     for i in rotated.indices { rotated[i] *= d[i] }
-    return try eigen.eigenvectors.multiplied(by: rotated)
+    return try q.multiplied(by: rotated)
   }
 
   public func diagonal(exponent e: Double = 1, scale h: Double = 1, damping δ: Double = 0) throws(BDLError) -> [Double] {
     try requireDamping(scale: h, damping: δ)
     if e == 1 { return matrix.diagonalEntries.map { h * $0 + δ } }
     let d = try spectrum(e, h, δ)
-    let q = eigen.eigenvectors
+    let q = try eigen.eigenvectors
     return (0..<parameterCount).map { i in (0..<parameterCount).reduce(0.0) { $0 + q[i, $1] * q[i, $1] * d[$1] } }
   }
 

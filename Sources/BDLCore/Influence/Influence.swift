@@ -154,7 +154,7 @@ public struct Influence: Sendable {
     let nq = vectors.shape[0]
     let statistics = try model.backward(pass, vectors: vectors)
     var layers: [Int: PreconditionedLayer] = [:]
-    if let blocks = precision?.varianceBlocks(head: model) {
+    if let blocks = try precision?.varianceBlocks(head: model) {
       return try Self.preconditioned(statistics, blocks: blocks)
     }
     let gradients = try model.perExampleGradients(statistics)
@@ -323,7 +323,7 @@ public struct Influence: Sendable {
   public func selfInfluence(model: Sequential, progress: ((Int, Int) -> Void)? = nil) throws(BDLError) -> [Double] {
     try requireModel(model)
     let n = trainCount, size = trainInputs.exampleSize
-    let blocks = precision?.varianceBlocks(head: model)
+    let blocks = try precision?.varianceBlocks(head: model)
     let batch = blocks == nil ? gradientBatch(parameterCount) : max(1, min(batchSize, (1 << 22) / max(1, model.activationCount)))
     var result = [Double](repeating: 0, count: n)
     for start in stride(from: 0, to: n, by: batch) {

@@ -44,7 +44,7 @@ public struct BayesianLinearRegression: Sendable {
     self.targets = targets
     self.gram = try .positiveSemidefinite(inputs.gram(), name: "XᵀX")
     let xty = try inputs.multiplied(by: targets, transposingSelf: true)
-    self.projectedTargets = try gram.eigenvectors.multiplied(by: xty, transposingSelf: true)
+    self.projectedTargets = try (try gram.eigenvectors).multiplied(by: xty, transposingSelf: true)
   }
 
   /// Number of examples N.
@@ -67,7 +67,7 @@ public struct BayesianLinearRegression: Sendable {
       gamma += h * gram.eigenvalues[i] / precisionEigenvalues[i]
       logDetP += log(precisionEigenvalues[i])
     }
-    let mean = try gram.eigenvectors.multiplied(by: meanInEigenbasis)
+    let mean = try (try gram.eigenvectors).multiplied(by: meanInEigenbasis)
     let fitted = try inputs.multiplied(by: mean)
     var rss = 0.0
     for i in 0..<n { rss += (targets[i] - fitted[i]) * (targets[i] - fitted[i]) }
@@ -80,7 +80,7 @@ public struct BayesianLinearRegression: Sendable {
       effectiveParameterCount: gamma, logMarginalLikelihood: evidence,
       gradientLogPriorPrecision: 0.5 * (gamma - δ * meanNormSquared),
       gradientLogSigma: rss * h - Double(n) + gamma,
-      precisionEigenvalues: precisionEigenvalues, eigenvectors: gram.eigenvectors)
+      precisionEigenvalues: precisionEigenvalues, eigenvectors: try gram.eigenvectors)
   }
 
   /// Maximises the evidence over δ and σ by MacKay's fixed-point iteration

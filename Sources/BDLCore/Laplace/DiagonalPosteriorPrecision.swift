@@ -40,7 +40,7 @@ struct DiagonalPosteriorPrecision: PosteriorPrecision {
   }
 
   /// One block per weight and bias of the head's linear maps, unrotated, 1/d in the weight's shape.
-  func varianceBlocks(head: Sequential) -> [VarianceBlock]? {
+  func varianceBlocks(head: Sequential) throws(BDLError) -> [VarianceBlock]? {
     guard head.parameterCount == values.count else { return nil }
     var blocks: [VarianceBlock] = []
     for (index, layer) in head.layers.enumerated() {

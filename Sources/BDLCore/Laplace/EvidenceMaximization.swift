@@ -280,7 +280,8 @@ func newtonAscentDirection(hessian h: Matrix, gradient g: [Double]) throws(BDLEr
   let eigen = try SymmetricEigendecomposition(negative, name: "negative evidence Hessian")
   let largest = max(eigen.eigenvalues.map(abs).max() ?? 1, 1e-300)
   let floor = 1e-8 * largest
-  let rotated = try eigen.eigenvectors.multiplied(by: g, transposingSelf: true)
+  let q = try eigen.eigenvectors
+  let rotated = try q.multiplied(by: g, transposingSelf: true)
   let scaled = rotated.enumerated().map { $0.element / max(eigen.eigenvalues[$0.offset], floor) }
-  return try eigen.eigenvectors.multiplied(by: scaled)
+  return try q.multiplied(by: scaled)
 }

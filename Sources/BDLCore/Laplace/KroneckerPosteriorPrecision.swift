@@ -179,22 +179,22 @@ struct KroneckerPosteriorPrecision: PosteriorPrecision {
   /// Each block in its eigenbasis with 1/d — when every block matches a linear map of `head` at
   /// its parameters (a posterior from a caller's accumulator may number its layers differently;
   /// then nil, and the Jacobian path is used).
-  func varianceBlocks(head: Sequential) -> [VarianceBlock]? {
+  func varianceBlocks(head: Sequential) throws(BDLError) -> [VarianceBlock]? {
     for block in blocks {
       let (nb, na) = (block.factors.outputOrder, block.factors.inputOrder)
       guard head.linearMap(at: block.layerIndex, holds: block.parameters, outputs: nb, inputs: na, bias: block.isBias) else { return nil }
     }
-    return blocksInEigenbasis()
+    return try blocksInEigenbasis()
   }
 
   /// Every block with its eigenbasis and 1/d, labelled by its own layer index.
-  func blocksInEigenbasis() -> [VarianceBlock] {
-    blocks.map { block in
+  func blocksInEigenbasis() throws(BDLError) -> [VarianceBlock] {
+    try blocks.map { (block) throws(BDLError) in
       var inverse = block.values
       for i in inverse.elements.indices { inverse.elements[i] = 1 / inverse.elements[i] }
       return VarianceBlock(
-        layerIndex: block.layerIndex, isBias: block.isBias, outputBasis: block.factors.b.eigenvectors,
-        inputBasis: block.isBias ? nil : block.factors.a.eigenvectors, inverseEigenvalues: inverse)
+        layerIndex: block.layerIndex, isBias: block.isBias, outputBasis: try block.factors.b.eigenvectors,
+        inputBasis: block.isBias ? nil : try block.factors.a.eigenvectors, inverseEigenvalues: inverse)
     }
   }
 

@@ -34,7 +34,7 @@ extension Laplace {
     let precision = try evaluate(hyperparameters).precision
     let features = try network.features(x, batchSize: 256)
     let c = outputCount, p = parameterCount
-    let blocks = precision.varianceBlocks(head: network.head)
+    let blocks = try precision.varianceBlocks(head: network.head)
     // Memory per batch: the Jacobian (C·P per example), or the statistics of C unit vectors.
     let perExample = blocks == nil ? c * p : c * max(1, network.head.activationCount)
     let batch = max(1, Self.jacobianBatchEntries / max(1, perExample))
@@ -216,9 +216,10 @@ func softmax(_ v: [Double]) -> [Double] {
 /// eigenvalues within rounding of zero (or slightly negative from rounding) treated as zero.
 func covarianceSquareRoot(_ sigma: [Double], order c: Int) throws(BDLError) -> [Double] {
   let eigen = try SymmetricEigendecomposition.positiveSemidefinite(try Matrix(rows: c, columns: c, elements: sigma), name: "functional covariance")
+  let q = try eigen.eigenvectors
   var factor = [Double](repeating: 0, count: c * c)
   for a in 0..<c {
-    for k in 0..<c { factor[a * c + k] = eigen.eigenvectors[a, k] * max(eigen.eigenvalues[k], 0).squareRoot() }
+    for k in 0..<c { factor[a * c + k] = q[a, k] * max(eigen.eigenvalues[k], 0).squareRoot() }
   }
   return factor
 }

@@ -15,7 +15,7 @@ protocol PosteriorPrecision: Sendable {
   func scaleSensitivity() throws(BDLError) -> Double
   func applyPower(_ e: Double, toRows x: Matrix) throws(BDLError) -> Matrix
   func covarianceFactor(rows z: Matrix) throws(BDLError) -> Matrix
-  func varianceBlocks(head: Sequential) -> [VarianceBlock]?
+  func varianceBlocks(head: Sequential) throws(BDLError) -> [VarianceBlock]?
   /// Σ_{p∈range} ∂ log det P/∂δ_p for each range: all a scalar or per-tensor prior's gradient
   /// needs. The default sums `priorSensitivity()`; structures override it where the sums are
   /// cheaper than the parameter-wise values.
@@ -41,7 +41,7 @@ struct SpectralSums {
 }
 
 extension PosteriorPrecision {
-  func varianceBlocks(head: Sequential) -> [VarianceBlock]? { nil }
+  func varianceBlocks(head: Sequential) throws(BDLError) -> [VarianceBlock]? { nil }
   func spectralSums(over ranges: [Range<Int>]) -> [SpectralSums]? { nil }
 
   func priorSensitivity(summedOver ranges: [Range<Int>]) throws(BDLError) -> [Double] {

@@ -106,6 +106,44 @@ enum BLAS {
     try check(info, "dsyevd") { .notConverged("symmetric eigendecomposition: \($0) off-diagonal elements did not converge") }
   }
 
+  /// The first half of `syevd`: A = Q₁·T·Q₁ᵀ with T tridiagonal (diagonal `d`, n entries;
+  /// off-diagonal `e`, n − 1) and Q₁ kept as Householder reflectors in `a` and `tau` (n − 1).
+  /// Column-major lower on the symmetric matrix, as in `syevd`.
+  static func sytrd(
+    n: Int, a: UnsafeMutablePointer<Double>, d: UnsafeMutablePointer<Double>, e: UnsafeMutablePointer<Double>,
+    tau: UnsafeMutablePointer<Double>
+  ) throws(BDLError) {
+    let f = try api().pointee.dsytrd!
+    let info = f(Int32(CBL_COL_MAJOR), CChar(UInt8(ascii: "L")), try int32(n, "n"), a, try int32(max(n, 1), "lda"), d, e, tau)
+    try check(info, "dsytrd") { .internal("dsytrd returned \($0)") }
+  }
+
+  /// Eigenvalues (ascending, into `d`) of the tridiagonal (d, e) by the root-free QR method;
+  /// `e` is destroyed.
+  static func sterf(n: Int, d: UnsafeMutablePointer<Double>, e: UnsafeMutablePointer<Double>) throws(BDLError) {
+    let f = try api().pointee.dsterf!
+    let info = f(try int32(n, "n"), d, e)
+    try check(info, "dsterf") { .notConverged("symmetric eigenvalues: \($0) off-diagonal elements did not converge") }
+  }
+
+  /// Eigenvalues (into `d`, ascending) and eigenvectors (`z`, n × n column-major: column j is
+  /// the eigenvector of d[j]) of the tridiagonal (d, e), by divide and conquer; `e` is destroyed.
+  static func stedc(n: Int, d: UnsafeMutablePointer<Double>, e: UnsafeMutablePointer<Double>, z: UnsafeMutablePointer<Double>) throws(BDLError) {
+    let f = try api().pointee.dstedc!
+    let info = f(Int32(CBL_COL_MAJOR), CChar(UInt8(ascii: "I")), try int32(n, "n"), d, e, z, try int32(max(n, 1), "ldz"))
+    try check(info, "dstedc") { .notConverged("symmetric eigenvectors: divide and conquer failed (\($0))") }
+  }
+
+  /// C ← Q₁·C for the reflectors `sytrd` left in `a`/`tau`; C is n × n column-major.
+  static func ormtr(n: Int, a: UnsafePointer<Double>, tau: UnsafePointer<Double>, c: UnsafeMutablePointer<Double>) throws(BDLError) {
+    let f = try api().pointee.dormtr!
+    let order = try int32(max(n, 1), "n")
+    let info = f(
+      Int32(CBL_COL_MAJOR), CChar(UInt8(ascii: "L")), CChar(UInt8(ascii: "L")), CChar(UInt8(ascii: "N")),
+      try int32(n, "n"), try int32(n, "n"), a, order, tau, c, order)
+    try check(info, "dormtr") { .internal("dormtr returned \($0)") }
+  }
+
   /// Cholesky factor L (lower, A = L·Lᵀ) of the n × n matrix in `a`, in place (lower triangle
   /// read and written). Column-major upper Cholesky (A = UᵀU) on the same memory is exactly the
   /// row-major lower one, without LAPACKE's transposition.

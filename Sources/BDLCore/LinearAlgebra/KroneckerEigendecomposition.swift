@@ -195,8 +195,9 @@ public struct KroneckerEigendecomposition: Sendable {
     if k == 0 { return }
     var first = [Double](repeating: 0, count: blockSize)
     var second = [Double](repeating: 0, count: blockSize)
-    try b.eigenvectors.elements.withUnsafeBufferPointer { qb throws(BDLError) in
-      try a.eigenvectors.elements.withUnsafeBufferPointer { qa throws(BDLError) in
+    let (qB, qA) = (try b.eigenvectors, try a.eigenvectors)
+    try qB.elements.withUnsafeBufferPointer { qb throws(BDLError) in
+      try qA.elements.withUnsafeBufferPointer { qa throws(BDLError) in
         try first.withUnsafeMutableBufferPointer { s1 throws(BDLError) in
           try second.withUnsafeMutableBufferPointer { s2 throws(BDLError) in
             for t in 0..<k {
@@ -230,7 +231,7 @@ public struct KroneckerEigendecomposition: Sendable {
 
   /// diag((Q_B ⊗ Q_A)·diag(w)·(Q_B ⊗ Q_A)ᵀ) = (Q_B ∘ Q_B)·w·(Q_A ∘ Q_A)ᵀ for weights w (nb × na).
   func diagonal(ofSpectrum w: Matrix) throws(BDLError) -> Matrix {
-    let (qb2, qa2) = squaredEigenvectors
+    let (qb2, qa2) = try squaredEigenvectors()
     return try qb2.multiplied(by: w).multiplied(by: qa2, transposingOther: true)
   }
 
@@ -239,14 +240,14 @@ public struct KroneckerEigendecomposition: Sendable {
   /// a per-parameter prior enters a Kronecker posterior while keeping its eigenbasis (the SpaM
   /// code's rule); for a constant Δ = δ it is exactly δ, because the rows of Q ∘ Q sum to 1.
   func projectedDiagonal(_ Δ: Matrix) throws(BDLError) -> Matrix {
-    let (qb2, qa2) = squaredEigenvectors
+    let (qb2, qa2) = try squaredEigenvectors()
     return try qb2.multiplied(by: Δ, transposingSelf: true).multiplied(by: qa2)
   }
 
   /// (Q_B ∘ Q_B, Q_A ∘ Q_A).
-  private var squaredEigenvectors: (Matrix, Matrix) {
-    var qb2 = b.eigenvectors
-    var qa2 = a.eigenvectors
+  private func squaredEigenvectors() throws(BDLError) -> (Matrix, Matrix) {
+    var qb2 = try b.eigenvectors
+    var qa2 = try a.eigenvectors
     for i in qb2.elements.indices { qb2.elements[i] *= qb2.elements[i] }
     for i in qa2.elements.indices { qa2.elements[i] *= qa2.elements[i] }
     return (qb2, qa2)

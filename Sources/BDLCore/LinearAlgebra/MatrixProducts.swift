@@ -85,10 +85,18 @@ extension Matrix {
     }
   }
 
-  /// Copies the lower triangle onto the upper one.
+  /// Copies the lower triangle onto the upper one, in 32 × 32 tiles: a column walk over a matrix
+  /// larger than the cache (a 784² K-FAC factor is 4.9 MB) would miss on every read.
   mutating func fillUpperFromLower() {
-    for i in 0..<rows {
-      for j in (i + 1)..<columns { elements[i * columns + j] = elements[j * columns + i] }
+    let n = columns, tile = 32
+    elements.withUnsafeMutableBufferPointer { m in
+      for rowStart in stride(from: 0, to: n, by: tile) {
+        for columnStart in stride(from: rowStart, to: n, by: tile) {
+          for i in rowStart..<min(rowStart + tile, n) {
+            for j in max(columnStart, i + 1)..<max(min(columnStart + tile, n), i + 1) { m[i * n + j] = m[j * n + i] }
+          }
+        }
+      }
     }
   }
 }

@@ -9,6 +9,7 @@ import Darwin
 public enum Validation {
   /// Throws `.nonFiniteInput` naming the first NaN/Inf entry of `values`.
   static func requireFinite(_ values: some Collection<Double>, _ name: String) throws(BDLError) {
+    if values.withContiguousStorageIfAvailable(allFinite) == true { return }
     var index = 0
     for value in values {
       if !value.isFinite {
@@ -16,6 +17,28 @@ public enum Validation {
       }
       index += 1
     }
+  }
+
+  /// Whether every entry is finite, by a branch-free scan the vector units run at memory speed
+  /// (the statistics checked per batch are megabytes): x − x is 0 for finite x and NaN for ±∞
+  /// and NaN, so a sum of such differences is 0 exactly when all entries are finite.
+  static func allFinite(_ x: UnsafeBufferPointer<Double>) -> Bool {
+    guard let base = x.baseAddress else { return true }
+    var first = SIMD4<Double>(), second = SIMD4<Double>()
+    var i = 0
+    while i + 8 <= x.count {
+      let u = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD4<Double>.self)
+      let v = UnsafeRawPointer(base + i + 4).loadUnaligned(as: SIMD4<Double>.self)
+      first += u - u
+      second += v - v
+      i += 8
+    }
+    var total = (first + second).sum()
+    while i < x.count {
+      total += x[i] - x[i]
+      i += 1
+    }
+    return total == 0
   }
 
   /// Throws `.invalidArgument` unless `value` is finite.

@@ -42,6 +42,12 @@ typedef void (*cbl_daxpy_fn)(int n, double alpha, const double *x, int incx, dou
 typedef void (*cbl_dscal_fn)(int n, double alpha, double *x, int incx);
 
 typedef int (*cbl_dsyevd_fn)(int layout, char jobz, char uplo, int n, double *a, int lda, double *w);
+typedef int (*cbl_dsytrd_fn)(int layout, char uplo, int n, double *a, int lda, double *d, double *e,
+                             double *tau);
+typedef int (*cbl_dsterf_fn)(int n, double *d, double *e);
+typedef int (*cbl_dstedc_fn)(int layout, char compz, int n, double *d, double *e, double *z, int ldz);
+typedef int (*cbl_dormtr_fn)(int layout, char side, char uplo, char trans, int m, int n,
+                             const double *a, int lda, const double *tau, double *c, int ldc);
 typedef int (*cbl_dpotrf_fn)(int layout, char uplo, int n, double *a, int lda);
 typedef int (*cbl_dpotrs_fn)(int layout, char uplo, int n, int nrhs, const double *a, int lda,
                              double *b, int ldb);
@@ -66,6 +72,10 @@ typedef struct cbl_api {
   cbl_daxpy_fn daxpy;
   cbl_dscal_fn dscal;
   cbl_dsyevd_fn dsyevd;
+  cbl_dsytrd_fn dsytrd;
+  cbl_dsterf_fn dsterf;
+  cbl_dstedc_fn dstedc;
+  cbl_dormtr_fn dormtr;
   cbl_dpotrf_fn dpotrf;
   cbl_dpotrs_fn dpotrs;
   cbl_dpotri_fn dpotri;

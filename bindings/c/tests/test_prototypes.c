@@ -21,6 +21,10 @@ _Static_assert(sizeof(enum CBLAS_ORDER) == sizeof(int), "enum size");
 
 /* LAPACKE prototypes use lapack_int == int, so their types must be identical. */
 _Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dsyevd), cbl_dsyevd_fn), "dsyevd");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dsytrd), cbl_dsytrd_fn), "dsytrd");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dsterf), cbl_dsterf_fn), "dsterf");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dstedc), cbl_dstedc_fn), "dstedc");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dormtr), cbl_dormtr_fn), "dormtr");
 _Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dpotrf), cbl_dpotrf_fn), "dpotrf");
 _Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dpotrs), cbl_dpotrs_fn), "dpotrs");
 _Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dpotri), cbl_dpotri_fn), "dpotri");
