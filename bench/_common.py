@@ -16,18 +16,21 @@ def median_run(fn, repeats=3):
     return statistics.median(times), result
 
 
-def interleaved_runs(fns, repeats=3):
+def interleaved_runs(fns, repeats=3, settle=0.2):
     """Runs the callables in turn, `repeats` rounds (a warm-up round first, not timed), and returns
     for each (median seconds, best seconds, its last result), in order.
 
     Why interleaved: this machine's speed drifts by tens of percent over seconds (shared cores);
     timing one library's repeats after the other's would fold that drift into their ratio, while
-    alternating exposes both to the same conditions."""
+    alternating exposes both to the same conditions. Each timed call starts after `settle`
+    seconds of idleness: OpenBLAS's and PyTorch's worker threads keep spinning for up to ~0.1 s
+    after their last call, and would otherwise steal cores from whichever library runs next."""
     for fn in fns:
         fn()
     times, results = [[] for _ in fns], [None] * len(fns)
     for _ in range(repeats):
         for index, fn in enumerate(fns):
+            time.sleep(settle)
             start = time.perf_counter()
             results[index] = fn()
             times[index].append(time.perf_counter() - start)

@@ -9,27 +9,17 @@ Workloads (issue: model engine):
 
 PyTorch gets the same number of threads as OpenBLAS. Its backward of C vectors uses
 `torch.autograd.grad(..., is_grads_batched=True)` on the layer outputs captured by hooks, the
-vectorised way to get all g at once. Prints median seconds and the ratio torch / bdlcore
-(> 1: bdlcore is faster). Needs torch; prints a note and exits 0 without it.
+vectorised way to get all g at once. Prints median seconds over interleaved rounds (see
+`_common.interleaved_runs`) and the ratio torch / bdlcore (> 1: bdlcore is faster). Needs torch; prints a note and exits 0 without it.
 """
-import statistics
 import sys
-import time
 
 import numpy as np
 
 import bdlcore
+from _common import interleaved_runs
 
 REPEATS = 3
-
-
-def median_seconds(fn):
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def mlp_layers(lib):
@@ -104,11 +94,12 @@ def main():
         V = np.broadcast_to(np.eye(C), (X.shape[0], C, C)).copy()
         Vt = torch.from_numpy(V)
 
-        t_torch = median_seconds(lambda: torch_epoch(torch, theirs, Xt, yt))
-        t_ours = median_seconds(lambda: ours.fit(X, y, epochs=1, batch_size=32, lr=1e-3, progress=False))
+        (t_torch, _, _), (t_ours, _, _) = interleaved_runs(
+            [lambda: torch_epoch(torch, theirs, Xt, yt),
+             lambda: ours.fit(X, y, epochs=1, batch_size=32, lr=1e-3, progress=False)], REPEATS)
         print(f"{kind + ': one Adam epoch (N=' + str(X.shape[0]) + ')':<36} {t_torch:>9.4f} {t_ours:>10.4f} {t_torch / t_ours:>6.2f}")
-        t_torch = median_seconds(lambda: torch_backward_vectors(torch, theirs, Xt, Vt))
-        t_ours = median_seconds(lambda: ours.backward_vectors(X, V))
+        (t_torch, _, _), (t_ours, _, _) = interleaved_runs(
+            [lambda: torch_backward_vectors(torch, theirs, Xt, Vt), lambda: ours.backward_vectors(X, V)], REPEATS)
         print(f"{kind + ': backward of C vectors (a, g)':<36} {t_torch:>9.4f} {t_ours:>10.4f} {t_torch / t_ours:>6.2f}")
         ours.close()
     return 0

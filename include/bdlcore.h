@@ -574,7 +574,10 @@ typedef struct bdl_curvature bdl_curvature;
 /**
  * Fits a curvature of `model` on (X, y): per batch a forward pass and a backward of the Fisher
  * source's output vectors, accumulated; K-FAC factors are then eigendecomposed once (EK-FAC makes a
- * second pass to refit the eigenvalues).
+ * second pass to refit the eigenvalues): their eigenvalues at once, their eigenvectors when a call
+ * first needs them (log-determinants do not; solves, powers, diagonals and traces do), so the
+ * first such call takes longer. A statistic that overflows during the fit is reported as a
+ * non-finite factor (BDL_NON_FINITE_INPUT naming it).
  * @param y  labels or targets as for bdl_model_loss_gradient
  * @param params  options (NULL: the defaults)
  * @param[out] out_curvature  new handle; free with bdl_curvature_free

@@ -167,6 +167,19 @@ struct KFACTests {
     expectClose(try kfac.diagonal(scale: h, damping: δ), dense.diagonalEntries, tolerance: 1e-12, "diag")
   }
 
+  @Test("statistics that overflow inside a fit are a named error, not a factor")
+  func overflowingFit() throws {
+    var model = try Sequential([Linear(2, 3), Activation.relu, Linear(3, 2)], inputShape: [2], seed: 1)
+    try model.setParameters(Array(repeating: 1e200, count: model.parameterCount))
+    let x = try Tensor(shape: [4, 2], elements: [1, 2, 3, 4, 5, 6, 7, 8])
+    #expect {
+      try KFAC.fit(model: model, inputs: x, targets: .classes([0, 1, 0, 1]), likelihood: CategoricalLikelihood())
+    } throws: { error in
+      guard case .nonFiniteInput = error as? BDLError else { return false }
+      return true
+    }
+  }
+
   @Test("bad statistics leave the accumulator unchanged")
   func badStatistics() throws {
     var accumulator = try KFACLayerAccumulator(inputDimension: 3, outputDimension: 2, hasBias: true, approximation: .expand)
@@ -176,6 +189,15 @@ struct KFACTests {
     var nan = Tensor(shape: [2, 1, 3])
     nan.elements[1] = .nan
     #expect(throws: BDLError.self) { try accumulator.add(inputs: nan, outputGradients: Tensor(shape: [2, 1, 1, 2])) }
+    #expect(accumulator == before)
+    // A non-finite entry anywhere: in the vectorised scan's blocks of 8 or its tail.
+    for (index, value) in [(0, Double.infinity), (9, -.infinity), (17, .nan), (21, .nan)] {
+      var g = Tensor(shape: [11, 1, 1, 2], repeating: 1)
+      g.elements[index] = value
+      #expect(throws: BDLError.nonFiniteInput("g: entry \(index) is \(value); all entries must be finite")) {
+        try accumulator.add(inputs: Tensor(shape: [11, 1, 3], repeating: 1), outputGradients: g)
+      }
+    }
     #expect(accumulator == before)
     #expect(throws: BDLError.self) { try KFACLayerAccumulator(inputDimension: 0, outputDimension: 2, hasBias: true, approximation: .reduce) }
     // K is fixed by the first batch: a later batch or a merge with another K is refused.

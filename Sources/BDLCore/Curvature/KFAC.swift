@@ -47,7 +47,8 @@ public struct KFAC: Sendable {
 
   /// K-FAC of `model` on (inputs, targets): per batch of `batchSize`, a forward pass and a
   /// backward of the Fisher source's output vectors, added to the per-layer accumulators; then
-  /// the factors are eigendecomposed once.
+  /// the factors are eigendecomposed once (eigenvalues now, eigenvectors on first use; see
+  /// `SymmetricEigendecomposition`).
   public static func fit(
     model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
     fisher: FisherSource = .exact, approximation: KFACApproximation = .expand, batchSize: Int = 256,

@@ -61,7 +61,7 @@ public struct SymmetricEigendecomposition: Sendable {
       self.basis = Eigenbasis(formed: .identity(n))
       return
     }
-    let reduction = try Tridiagonalization(a)
+    let reduction = try Tridiagonalization(reducing: &a.elements, order: n)
     var d = reduction.diagonal, e = reduction.offDiagonal
     try d.withUnsafeMutableBufferPointer { dp throws(BDLError) in
       try e.withUnsafeMutableBufferPointer { ep throws(BDLError) in try BLAS.sterf(n: n, d: dp.baseAddress!, e: ep.baseAddress!) }
@@ -119,10 +119,9 @@ private struct Tridiagonalization: Sendable {
   let diagonal: [Double]
   let offDiagonal: [Double]
 
-  /// Reduces the symmetric `matrix` (order ≥ 2).
-  init(_ matrix: Matrix) throws(BDLError) {
-    let n = matrix.rows
-    var a = matrix.elements
+  /// Reduces the symmetric n × n matrix in `a` (n ≥ 2) in place; the reflectors keep its storage
+  /// (a factor of a large layer is megabytes: no copy).
+  init(reducing a: inout [Double], order n: Int) throws(BDLError) {
     var d = [Double](repeating: 0, count: n), e = [Double](repeating: 0, count: n - 1), tau = [Double](repeating: 0, count: n - 1)
     try a.withUnsafeMutableBufferPointer { ap throws(BDLError) in
       try d.withUnsafeMutableBufferPointer { dp throws(BDLError) in
@@ -157,8 +156,17 @@ private struct Tridiagonalization: Sendable {
         }
       }
     }
-    // Column-major Q read row-major is Qᵀ.
-    return try Matrix(rows: n, columns: n, elements: z).transposed
+    // Column-major Q read row-major is Qᵀ: transposed in place, in 32 × 32 tiles.
+    z.withUnsafeMutableBufferPointer { q in
+      for rowStart in stride(from: 0, to: n, by: 32) {
+        for columnStart in stride(from: rowStart, to: n, by: 32) {
+          for i in rowStart..<min(rowStart + 32, n) {
+            for j in max(columnStart, i + 1)..<max(min(columnStart + 32, n), i + 1) { q.swapAt(i * n + j, j * n + i) }
+          }
+        }
+      }
+    }
+    return try Matrix(rows: n, columns: n, elements: z)
   }
 }
 

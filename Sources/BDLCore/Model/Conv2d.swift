@@ -124,8 +124,9 @@ public struct Conv2d: LinearMapLayer {
     }
     // One gemm for the whole batch, W·colsᵀ: (C_out × patch)·(patch × N·R) → (C_out, N, R); then
     // each (c, n) run of R outputs is copied to its NCHW place, plus the bias.
-    var y = Tensor(shape: [n, outChannels, g.outHeight, g.outWidth])
-    if rows == 0 { return (y, cols) }
+    if rows == 0 { return (Tensor(shape: [n, outChannels, g.outHeight, g.outWidth]), cols) }
+    // Every output entry is written below (gemm, then the copy with the bias): no zero fill.
+    var y = try Tensor(shape: [n, outChannels, g.outHeight, g.outWidth]) { _ throws(BDLError) in }
     var channelMajor = [Double](unsafeUninitializedCapacity: outChannels * rows) { _, n in n = outChannels * rows }  // gemm overwrites it (β = 0)
     try cols.elements.withUnsafeBufferPointer { cp throws(BDLError) in
       try channelMajor.withUnsafeMutableBufferPointer { op throws(BDLError) in

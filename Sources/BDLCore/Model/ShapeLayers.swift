@@ -73,9 +73,12 @@ public struct AvgPool2d: Layer {
   public func backward(
     _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
   ) throws(BDLError) -> Tensor {
-    var dx = Tensor(shape: Array(g.shape.prefix(2)) + inputShape)  // zeros: border rows and columns left over by ⌊H/k⌋ get none
     let (k, scale) = (kernelSize, 1 / Double(kernelSize * kernelSize))
     let (h, w) = (inputShape[1], inputShape[2])
+    // Zeros only where border rows and columns left over by ⌊H/k⌋ get no gradient; otherwise the
+    // loop below writes every entry.
+    let dxShape = Array(g.shape.prefix(2)) + inputShape
+    var dx = h % k == 0 && w % k == 0 ? try Tensor(shape: dxShape) { _ throws(BDLError) in } : Tensor(shape: dxShape)
     let (oh, ow) = (h / k, w / k)
     let planes = g.shape[0] * g.shape[1] * inputShape[0]
     g.elements.withUnsafeBufferPointer { gp in

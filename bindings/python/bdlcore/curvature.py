@@ -386,6 +386,10 @@ class KFAC(_KroneckerCurvature):
     (regression: curvlinops' ``MSELoss(reduction='sum')`` gives 2·B) and laplace-torch's
     ``KronLaplace`` precision.
 
+    The factors' eigenvalues are computed here, their eigenvectors on the first call that needs
+    them (``solve``, ``@``, ``diagonal``, ``trace``, …; not ``logdet``), which therefore takes
+    longer than later ones.
+
     Release it with :meth:`close` or a ``with`` block; otherwise it is released when garbage
     collected, exactly once. Calls on one object are serialised.
 
