@@ -156,15 +156,9 @@ private struct Tridiagonalization: Sendable {
         }
       }
     }
-    // Column-major Q read row-major is Qᵀ: transposed in place, in 32 × 32 tiles.
+    // Column-major Q read row-major is Qᵀ: transposed in place.
     z.withUnsafeMutableBufferPointer { q in
-      for rowStart in stride(from: 0, to: n, by: 32) {
-        for columnStart in stride(from: rowStart, to: n, by: 32) {
-          for i in rowStart..<min(rowStart + 32, n) {
-            for j in max(columnStart, i + 1)..<max(min(columnStart + 32, n), i + 1) { q.swapAt(i * n + j, j * n + i) }
-          }
-        }
-      }
+      forEachUpperEntryInTiles(order: n) { i, j in q.swapAt(i * n + j, j * n + i) }
     }
     return try Matrix(rows: n, columns: n, elements: z)
   }
