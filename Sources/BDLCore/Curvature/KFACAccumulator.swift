@@ -57,7 +57,7 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
 
   /// The same; `checkingFinite: false` skips the scan of a and g for statistics the engine made
   /// from validated inputs and parameters (an overflow there still surfaces: a non-finite factor
-  /// is refused when it is eigendecomposed). The scan reads every entry once, about 6% of a fit.
+  /// is refused when it is eigendecomposed). The scan would read every statistic once more.
   mutating func add(inputs a: Tensor, outputGradients g: Tensor, checkingFinite: Bool) throws(BDLError) {
     guard a.shape.count == 3, g.shape.count == 4 else {
       throw .shapeMismatch("K-FAC: a must be (N, R, d_in) and g (N, K, R, d_out), got \(Tensor.describe(a.shape)) and \(Tensor.describe(g.shape))")
