@@ -211,13 +211,14 @@ BDL_API bdl_status bdl_kron_diagonal(const double *B, int64_t nb, const double *
 typedef struct bdl_kron_factor bdl_kron_factor;
 
 /**
- * Eigendecomposes B and A (LAPACK dsyevd) and returns a new handle.
+ * Eigendecomposes B and A (LAPACK: eigenvalues now, eigenvectors on first use) and returns a new
+ * handle.
  *
  * @param B, nb, A, na  as for bdl_kron_logdet
  * @param[out] out_factor  receives the handle; release it with bdl_kron_factor_free
  * @return BDL_OK; BDL_INVALID_ARGUMENT; BDL_NON_FINITE_INPUT; BDL_NOT_POSITIVE_DEFINITE (a factor
- *         is not symmetric PSD); BDL_NOT_CONVERGED (dsyevd failed to converge); BDL_UNSUPPORTED
- *         (OpenBLAS/LAPACKE missing).
+ *         is not symmetric PSD); BDL_NOT_CONVERGED (the eigensolver failed to converge);
+ *         BDL_UNSUPPORTED (OpenBLAS/LAPACKE missing).
  */
 BDL_API bdl_status bdl_kron_factor_create(const double *B, int64_t nb, const double *A, int64_t na,
                                           bdl_kron_factor **out_factor);

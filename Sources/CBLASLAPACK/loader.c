@@ -153,7 +153,6 @@ static void load_libraries(void) {
   RESOLVE(openblas, ddot, "cblas_ddot");
   RESOLVE(openblas, daxpy, "cblas_daxpy");
   RESOLVE(openblas, dscal, "cblas_dscal");
-  RESOLVE(lapacke, dsyevd, "LAPACKE_dsyevd");
   RESOLVE(lapacke, dsytrd, "LAPACKE_dsytrd");
   RESOLVE(lapacke, dsterf, "LAPACKE_dsterf");
   RESOLVE(lapacke, dstedc, "LAPACKE_dstedc");

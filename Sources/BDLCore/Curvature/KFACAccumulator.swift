@@ -77,7 +77,8 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
 
   /// The same from caller memory, without copying it: a holds n·positions rows of d_in, g
   /// n·vectors·positions rows of d_out (row-major, as in the Tensor form). The expand factors are
-  /// one syrk each straight on those rows.
+  /// one syrk each straight on those rows. `checkingFinite: false` skips the NaN/Inf scan: only
+  /// for statistics already known finite (then a non-finite entry corrupts the sums silently).
   public mutating func add(
     inputs a: UnsafeBufferPointer<Double>, outputGradients g: UnsafeBufferPointer<Double>,
     examples n: Int, positions r: Int, vectors k: Int, checkingFinite: Bool = true

@@ -6,7 +6,7 @@ import CBLASLAPACK
 /// - the libraries are loaded lazily, on first use, after the OpenBLAS kernel has been chosen
 ///   (see `cblaslapack.h`); a missing library is `BDLError.unsupported`, not a crash;
 /// - LAPACK's `info < 0` (an illegal argument: our bug) becomes `.internal`, and `info > 0` the
-///   numerical failure it names (`.notPositiveDefinite` for potrf, `.notConverged` for syevd/gesdd).
+///   numerical failure it names (`.notPositiveDefinite` for potrf, `.notConverged` for sterf/stedc/gesdd).
 ///
 /// All matrices are row-major. Leading dimensions are the row strides.
 enum BLAS {
@@ -94,21 +94,12 @@ enum BLAS {
     f(try int32(n, "n"), alpha, x, 1)
   }
 
-  /// Symmetric eigendecomposition (divide and conquer) of the n × n matrix in `a` (upper triangle
-  /// read). On return `a` holds Qᵀ — row j is the unit eigenvector of `w[j]` — and `w` the
-  /// eigenvalues, ascending.
+  /// A = Q₁·T·Q₁ᵀ with T tridiagonal (diagonal `d`, n entries; off-diagonal `e`, n − 1) and Q₁
+  /// kept as Householder reflectors in `a` and `tau` (n − 1): the first step of every symmetric
+  /// eigensolver (`sterf` for the eigenvalues, `stedc` and `ormtr` for the vectors).
   ///
   /// Called in LAPACK's native column-major layout: a symmetric matrix reads the same either way,
   /// and the row-major LAPACKE path would transpose the matrix in and out (30% slower at n = 1024).
-  static func syevd(n: Int, a: UnsafeMutablePointer<Double>, w: UnsafeMutablePointer<Double>) throws(BDLError) {
-    let f = try api().pointee.dsyevd!
-    let info = f(Int32(CBL_COL_MAJOR), CChar(UInt8(ascii: "V")), CChar(UInt8(ascii: "L")), try int32(n, "n"), a, try int32(max(n, 1), "lda"), w)
-    try check(info, "dsyevd") { .notConverged("symmetric eigendecomposition: \($0) off-diagonal elements did not converge") }
-  }
-
-  /// The first half of `syevd`: A = Q₁·T·Q₁ᵀ with T tridiagonal (diagonal `d`, n entries;
-  /// off-diagonal `e`, n − 1) and Q₁ kept as Householder reflectors in `a` and `tau` (n − 1).
-  /// Column-major lower on the symmetric matrix, as in `syevd`.
   static func sytrd(
     n: Int, a: UnsafeMutablePointer<Double>, d: UnsafeMutablePointer<Double>, e: UnsafeMutablePointer<Double>,
     tau: UnsafeMutablePointer<Double>

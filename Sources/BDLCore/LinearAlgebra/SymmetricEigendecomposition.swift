@@ -78,7 +78,7 @@ public struct SymmetricEigendecomposition: Sendable {
     self.basis = basis
   }
 
-  /// Eigenvalues within ±(n·100·ε)·max|λ| of zero are what dsyevd's backward error
+  /// Eigenvalues within ±(n·100·ε)·max|λ| of zero are what the reduction's backward error
   /// (‖ΔA‖ = O(n·ε·‖A‖)) allows for an exact zero: rounding, neither indefiniteness nor curvature.
   public static func roundingFloor(order n: Int, largest: Double) -> Double {
     Double(max(n, 1)) * 100 * Double.ulpOfOne * largest

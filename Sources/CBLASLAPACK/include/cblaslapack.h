@@ -41,7 +41,6 @@ typedef double (*cbl_ddot_fn)(int n, const double *x, int incx, const double *y,
 typedef void (*cbl_daxpy_fn)(int n, double alpha, const double *x, int incx, double *y, int incy);
 typedef void (*cbl_dscal_fn)(int n, double alpha, double *x, int incx);
 
-typedef int (*cbl_dsyevd_fn)(int layout, char jobz, char uplo, int n, double *a, int lda, double *w);
 typedef int (*cbl_dsytrd_fn)(int layout, char uplo, int n, double *a, int lda, double *d, double *e,
                              double *tau);
 typedef int (*cbl_dsterf_fn)(int n, double *d, double *e);
@@ -71,7 +70,6 @@ typedef struct cbl_api {
   cbl_ddot_fn ddot;
   cbl_daxpy_fn daxpy;
   cbl_dscal_fn dscal;
-  cbl_dsyevd_fn dsyevd;
   cbl_dsytrd_fn dsytrd;
   cbl_dsterf_fn dsterf;
   cbl_dstedc_fn dstedc;

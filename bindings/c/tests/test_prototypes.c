@@ -20,7 +20,6 @@ _Static_assert(sizeof(blasint) == sizeof(int), "LP64 OpenBLAS");
 _Static_assert(sizeof(enum CBLAS_ORDER) == sizeof(int), "enum size");
 
 /* LAPACKE prototypes use lapack_int == int, so their types must be identical. */
-_Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dsyevd), cbl_dsyevd_fn), "dsyevd");
 _Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dsytrd), cbl_dsytrd_fn), "dsytrd");
 _Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dsterf), cbl_dsterf_fn), "dsterf");
 _Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dstedc), cbl_dstedc_fn), "dstedc");

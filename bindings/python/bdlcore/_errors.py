@@ -102,7 +102,7 @@ class NotPositiveDefiniteError(BDLError):
 
 
 class NotConvergedError(BDLError):
-    """``BDL_NOT_CONVERGED``: an iterative method (e.g. dsyevd) stopped before its tolerance."""
+    """``BDL_NOT_CONVERGED``: an iterative method (e.g. LAPACK's eigensolver) stopped before its tolerance."""
 
     status_code = _lib.BDL_NOT_CONVERGED
 

@@ -172,7 +172,7 @@ class KronFactor(_OwnedHandle):
         ShapeMismatchError: B or A is not a non-empty square matrix.
         NonFiniteInputError: NaN/Inf in B or A.
         NotPositiveDefiniteError: a factor is not symmetric positive semi-definite.
-        NotConvergedError: the eigendecomposition (LAPACK dsyevd) failed.
+        NotConvergedError: the eigendecomposition (LAPACK) failed.
         UnsupportedError: OpenBLAS/LAPACKE could not be loaded.
     """
 
