@@ -126,6 +126,28 @@ struct KFACTests {
     }
   }
 
+  @Test("the engine's exact K-FAC (C − 1 backpropagated vectors) equals accumulating all C columns of S, records K = C and merges with it")
+  func reducedRootStatistics() throws {
+    var model = try TestNetworks.cnn()
+    try randomize(&model, seed: 508)
+    let x = randomBatch(model, n: 5, seed: 509)
+    let labels = Targets.classes([0, 1, 2, 0, 1])
+    let likelihood = CategoricalLikelihood()
+    let engine = try KFAC.fit(model: model, inputs: x, targets: labels, likelihood: likelihood)
+    let pass = try model.forwardPass(x)
+    let statistics = try model.backward(pass, vectors: likelihood.hessianSquareRoot(pass.output))
+    for (i, s) in statistics.enumerated() {
+      var full = try KFACLayerAccumulator(
+        inputDimension: s.inputs.shape[2], outputDimension: s.outputGradients.shape[3], hasBias: s.hasBias, approximation: .expand)
+      try full.add(inputs: s.inputs, outputGradients: s.outputGradients)
+      let fitted = engine.accumulators[i]
+      #expect(fitted.vectorsPerExample == model.outputCount && full.vectorsPerExample == model.outputCount)
+      expectClose(fitted.outputGradientFactor.elements, full.outputGradientFactor.elements, tolerance: 1e-13, "B of layer \(i)")
+      expectClose(fitted.inputFactor.elements, full.inputFactor.elements, tolerance: 1e-14, "A of layer \(i)")
+      #expect(try fitted.merged(with: full).examples == 10)
+    }
+  }
+
   @Test("Monte-Carlo K-FAC approaches the exact one as samples grow")
   func monteCarlo() throws {
     var model = try TestNetworks.mlp()

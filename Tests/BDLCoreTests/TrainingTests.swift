@@ -34,6 +34,32 @@ struct TrainingTests {
     #expect(throws: BDLError.self) { try likelihood.negativeLogLikelihood(f, .classes([0])) }
   }
 
+  @Test("categorical reduced root: C − 1 columns with R·Rᵀ = diag(p) − p·pᵀ, also at saturated p; S itself for C = 1")
+  func reducedCategoricalRoot() throws {
+    var rng = SeededGenerator(seed: 401)
+    let likelihood = CategoricalLikelihood()
+    // Random logits, then rows whose last or first class holds almost all the mass.
+    let rows = rng.vector(12) + [0, 0, 0, 40] + [40, 0, 0, 0] + [-40, 0, 0, 0]
+    let f = try Tensor(shape: [6, 4], elements: rows)
+    let p = likelihood.probabilities(f)
+    let r = likelihood.reducedHessianSquareRoot(f)
+    #expect(r.shape == [6, 3, 4])
+    for n in 0..<6 {
+      for a in 0..<4 {
+        for b in 0..<4 {
+          var rrt = 0.0
+          for k in 0..<3 { rrt += r.elements[(n * 3 + k) * 4 + a] * r.elements[(n * 3 + k) * 4 + b] }
+          let lambda = (a == b ? p.elements[n * 4 + a] : 0) - p.elements[n * 4 + a] * p.elements[n * 4 + b]
+          #expect(abs(rrt - lambda) < 1e-15, "example \(n), entry (\(a), \(b)): \(rrt) vs \(lambda)")
+        }
+      }
+    }
+    let single = try Tensor(shape: [2, 1], elements: [0.3, -2])
+    #expect(likelihood.reducedHessianSquareRoot(single) == likelihood.hessianSquareRoot(single))
+    let gaussian = try GaussianLikelihood(sigma: 0.5)
+    #expect(gaussian.reducedHessianSquareRoot(f) == gaussian.hessianSquareRoot(f))
+  }
+
   @Test("Gaussian: NLL is the closed form, S = I/σ, gradient (f − y)/σ²")
   func gaussian() throws {
     let likelihood = try GaussianLikelihood(sigma: 0.5)

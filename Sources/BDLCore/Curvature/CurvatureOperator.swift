@@ -26,7 +26,9 @@ extension CurvatureOperator {
 public typealias BatchOutputsObserver = (Tensor, Targets) throws(BDLError) -> Void
 
 /// Batch by batch over (inputs, targets): a forward pass, the Fisher source's output vectors and
-/// their backward — the per-layer statistics (a, g) every curvature is built from. Monte-Carlo
+/// their backward — the per-layer statistics (a, g) every curvature is built from. The vectors
+/// are `FisherSource.accumulatedVectors` (for `.exact`, C − 1 per example for the categorical),
+/// so a body may only use them through sums over k of quadratic terms. Monte-Carlo
 /// batches draw from one seeded sequence of streams. `progress(done, total)` follows each batch
 /// (examples done so far, N); `outputs` sees each batch's network outputs and targets (e.g. to
 /// sum the loss in the same pass).
@@ -54,7 +56,7 @@ func forEachStatisticsBatch(
     }
     let batchTargets = targets.subset(indices)
     try outputs?(pass.output, batchTargets)
-    let v = try source.outputVectors(pass.output, batchTargets, likelihood: likelihood)
+    let v = try source.accumulatedVectors(pass.output, batchTargets, likelihood: likelihood)
     try body(model.backward(pass, vectors: v))
     progress?(indices.upperBound, x.count)
   }

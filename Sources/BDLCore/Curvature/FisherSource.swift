@@ -25,4 +25,26 @@ public enum FisherSource: Sendable, Equatable {
       return try likelihood.outputGradient(outputs, targets)
     }
   }
+
+  /// The vectors the engine backpropagates: `outputVectors`, except that `.exact` uses the root
+  /// of Λ_n with the fewest columns (`Likelihood.reducedHessianSquareRoot`: C − 1 for the
+  /// categorical). Every curvature built from them sums v·vᵀ, or squares of linear functions of
+  /// v, over k, which is the same for any root of Λ_n; statistics keep recording K =
+  /// `vectorCount(outputs:)`.
+  func accumulatedVectors(
+    _ outputs: Tensor, _ targets: Targets, likelihood: some Likelihood
+  ) throws(BDLError) -> Tensor {
+    if case .exact = self { return likelihood.reducedHessianSquareRoot(outputs) }
+    return try outputVectors(outputs, targets, likelihood: likelihood)
+  }
+
+  /// K, the output vectors per example this source stands for: C (exact), the sample count
+  /// (Monte-Carlo) or 1 (empirical).
+  func vectorCount(outputs c: Int) -> Int {
+    switch self {
+    case .exact: return c
+    case .monteCarlo(let samples, _): return samples
+    case .empirical: return 1
+    }
+  }
 }

@@ -64,7 +64,7 @@ public struct KFAC: Sendable {
     }
     try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress, outputs: outputs) { statistics throws(BDLError) in
       for (i, s) in statistics.enumerated() {
-        try accumulators[i].add(inputs: s.inputs, outputGradients: s.outputGradients, checkingFinite: false)
+        try accumulators[i].add(inputs: s.inputs, outputGradients: s.outputGradients, checkingFinite: false, recordingVectors: fisher.vectorCount(outputs: model.outputCount))
       }
     }
     return try KFAC(accumulators: accumulators, layerIndices: linearLayers, offsets: linearLayers.map { model.parameterOffsets[$0] }, parameterCount: model.parameterCount)

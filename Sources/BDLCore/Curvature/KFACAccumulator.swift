@@ -58,7 +58,9 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
   /// The same; `checkingFinite: false` skips the scan of a and g for statistics the engine made
   /// from validated inputs and parameters (an overflow there still surfaces: a non-finite factor
   /// is refused when it is eigendecomposed). The scan would read every statistic once more.
-  mutating func add(inputs a: Tensor, outputGradients g: Tensor, checkingFinite: Bool) throws(BDLError) {
+  /// `recordingVectors` is the K the statistics stand for when g holds an equivalent smaller set
+  /// of vectors per example (the engine's reduced root of the exact GGN, `FisherSource`).
+  mutating func add(inputs a: Tensor, outputGradients g: Tensor, checkingFinite: Bool, recordingVectors recorded: Int? = nil) throws(BDLError) {
     guard a.shape.count == 3, g.shape.count == 4 else {
       throw .shapeMismatch("K-FAC: a must be (N, R, d_in) and g (N, K, R, d_out), got \(Tensor.describe(a.shape)) and \(Tensor.describe(g.shape))")
     }
@@ -70,7 +72,7 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
     }
     try a.elements.withUnsafeBufferPointer { ap throws(BDLError) in
       try g.elements.withUnsafeBufferPointer { gp throws(BDLError) in
-        try add(inputs: ap, outputGradients: gp, examples: a.shape[0], positions: a.shape[1], vectors: g.shape[1], checkingFinite: checkingFinite)
+        try add(inputs: ap, outputGradients: gp, examples: a.shape[0], positions: a.shape[1], vectors: g.shape[1], recordingVectors: recorded ?? g.shape[1], checkingFinite: checkingFinite)
       }
     }
   }
@@ -83,14 +85,21 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
     inputs a: UnsafeBufferPointer<Double>, outputGradients g: UnsafeBufferPointer<Double>,
     examples n: Int, positions r: Int, vectors k: Int, checkingFinite: Bool = true
   ) throws(BDLError) {
+    try add(inputs: a, outputGradients: g, examples: n, positions: r, vectors: k, recordingVectors: k, checkingFinite: checkingFinite)
+  }
+
+  private mutating func add(
+    inputs a: UnsafeBufferPointer<Double>, outputGradients g: UnsafeBufferPointer<Double>,
+    examples n: Int, positions r: Int, vectors k: Int, recordingVectors recorded: Int, checkingFinite: Bool
+  ) throws(BDLError) {
     guard n >= 0, r >= 1, k >= 1,
       a.count == (try Validation.product(try Validation.product(n, r, "rows"), inputDimension, "a size")),
       g.count == (try Validation.product(try Validation.product(n * r, k, "rows"), outputDimension, "g size"))
     else {
       throw .shapeMismatch("K-FAC: a (\(a.count) values) and g (\(g.count)) do not hold \(n) examples × \(r) positions × \(k) vectors of d_in = \(inputDimension), d_out = \(outputDimension)")
     }
-    guard vectorsPerExample == 0 || k == vectorsPerExample else {
-      throw .shapeMismatch("K-FAC: g has K = \(k) vectors per example; earlier batches had \(vectorsPerExample)")
+    guard vectorsPerExample == 0 || recorded == vectorsPerExample else {
+      throw .shapeMismatch("K-FAC: g has K = \(recorded) vectors per example; earlier batches had \(vectorsPerExample)")
     }
     if checkingFinite {
       try Validation.requireFinite(a, "a")
@@ -133,7 +142,7 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
       inputRows += n
     }
     examples += n
-    vectorsPerExample = k
+    vectorsPerExample = recorded
   }
 
   /// The accumulator of the union of this one's data and `other`'s.
