@@ -26,7 +26,12 @@
  * handles may be used concurrently. The last error message is thread-local.
  * Dense linear algebra runs in OpenBLAS, which has its own thread pool: set OPENBLAS_NUM_THREADS
  * (before the first bdlcore call) to bound it, e.g. to 1 when your program already runs one
- * bdlcore call per core.
+ * bdlcore call per core. With T > 1 OpenBLAS threads, the curvature passes over data (K-FAC,
+ * EK-FAC, diagonal GGN fits, from the engine) split each batch into T shards processed by T
+ * threads at once, each calling OpenBLAS single-threaded: for the duration, bdlcore sets
+ * OpenBLAS's process-wide thread count to 1 (so other threads' calls into the same OpenBLAS are
+ * single-threaded meanwhile) and restores the previous count afterwards. Results depend on T
+ * only through rounding; for a given T they are reproducible.
  *
  * BLAS kernel selection
  * ---------------------

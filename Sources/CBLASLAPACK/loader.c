@@ -131,9 +131,10 @@ static void load_libraries(void) {
   *(void **)(&get_corename) = dlsym(openblas, "openblas_get_corename");
   *(void **)(&get_config) = dlsym(openblas, "openblas_get_config");
   *(void **)(&api.get_num_threads) = dlsym(openblas, "openblas_get_num_threads");
-  if (!get_corename || !get_config || !api.get_num_threads) {
+  *(void **)(&api.set_num_threads) = dlsym(openblas, "openblas_set_num_threads");
+  if (!get_corename || !get_config || !api.get_num_threads || !api.set_num_threads) {
     snprintf(load_error, sizeof load_error,
-             "%s is not OpenBLAS (openblas_get_corename/config/num_threads missing)",
+             "%s is not OpenBLAS (openblas_get_corename/config/get_num_threads/set_num_threads missing)",
              api.openblas_library);
     return;
   }

@@ -1,4 +1,4 @@
-import BDLCore
+@testable import BDLCore
 import Testing
 
 /// The exact GGN Σ_n J_nᵀ Λ_n J_n from the Jacobian (Λ = diag p − p pᵀ, or I for regression).
@@ -169,6 +169,56 @@ struct KFACTests {
     let (few, many) = (try error(2), try error(2000))
     #expect(many < few, "\(many) vs \(few)")
     #expect(many < 0.1, "normalised error with 2000 samples: \(many)")
+  }
+
+  @Test("sharded statistics passes equal the serial pass: same outputs, same Monte-Carlo draws, sums within rounding", arguments: [1, 2, 3, 7])
+  func shardedPass(workers: Int) throws {
+    var model = try TestNetworks.cnn()
+    try randomize(&model, seed: 513)
+    let x = randomBatch(model, n: 7, seed: 514)
+    let labels = Targets.classes([0, 1, 2, 0, 1, 2, 2])
+    let likelihood = CategoricalLikelihood()
+    for fisher in [FisherSource.exact, .monteCarlo(samples: 3, seed: 9), .empirical] {
+      func accumulate(workers: Int) throws -> (sums: [[KFACLayerAccumulator]], outputs: [Double]) {
+        let empty = try model.layers.compactMap { $0 as? any LinearMapLayer }.map {
+          try KFACLayerAccumulator(inputDimension: $0.inputDimension, outputDimension: $0.outputDimension, hasBias: $0.hasBias, approximation: .expand)
+        }
+        var sums = [[KFACLayerAccumulator]](repeating: empty, count: workers)
+        var outputs: [Double] = []
+        try sums.withUnsafeMutableBufferPointer { sums throws(BDLError) in
+          try forEachStatisticsShard(
+            model: model, inputs: x, targets: labels, likelihood: likelihood, fisher: fisher, batchSize: 4,
+            workers: workers, outputs: { f, _ in outputs += f.elements }) { statistics, worker throws(BDLError) in
+            for (i, s) in statistics.enumerated() { try sums[worker][i].add(inputs: s.inputs, outputGradients: s.outputGradients) }
+          }
+        }
+        return (sums, outputs)
+      }
+      let serial = try accumulate(workers: 1), sharded = try accumulate(workers: workers)
+      #expect(sharded.outputs == serial.outputs, "\(fisher): the batches' outputs")
+      for i in serial.sums[0].indices {
+        var merged = sharded.sums[0][i]
+        for shard in sharded.sums.dropFirst() where shard[i].examples > 0 { merged = try merged.merged(with: shard[i]) }
+        #expect(merged.examples == 7)
+        expectClose(merged.outputGradientFactor.elements, serial.sums[0][i].outputGradientFactor.elements, tolerance: 1e-13, "\(fisher): B of layer \(i)")
+        expectClose(merged.inputFactor.elements, serial.sums[0][i].inputFactor.elements, tolerance: 1e-13, "\(fisher): A of layer \(i)")
+      }
+    }
+  }
+
+  @Test("concurrent regions restore OpenBLAS's thread count, also when a worker fails")
+  func threadBudget() throws {
+    let before = BLASThreads.count
+    var seen = [Int](repeating: 0, count: 3)
+    try seen.withUnsafeMutableBufferPointer { seen in
+      try BLASThreads.concurrently(3) { worker in seen[worker] = BLASThreads.count }
+    }
+    #expect(seen == [1, 1, 1])
+    #expect(BLASThreads.count == before)
+    #expect(throws: BDLError.invalidArgument("worker 2")) {
+      try BLASThreads.concurrently(4) { worker throws(BDLError) in if worker >= 2 { throw BDLError.invalidArgument("worker \(worker)") } }
+    }
+    #expect(BLASThreads.count == before)
   }
 
   @Test("log det, solve and diagonal equal the dense damped matrix's")

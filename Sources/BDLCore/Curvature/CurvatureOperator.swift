@@ -38,28 +38,90 @@ func forEachStatisticsBatch(
   outputs: BatchOutputsObserver? = nil,
   _ body: ([Sequential.LayerStatistics]) throws(BDLError) -> Void
 ) throws(BDLError) {
+  try forEachStatisticsShard(
+    model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize,
+    workers: 1, progress: progress, outputs: outputs) { statistics, _ throws(BDLError) in try body(statistics) }
+}
+
+/// The same pass with each batch split into `workers` contiguous shards whose forward and
+/// backward passes run concurrently (`BLASThreads.concurrently`): `body(statistics, worker)` is
+/// called from several threads at once, each with its own worker index, and must only touch
+/// that worker's state. The batch's outputs are joined before the output vectors are formed, so
+/// `outputs` and the Monte-Carlo draws see the whole batch exactly as in the serial pass; what
+/// depends on `workers` is only how the bodies' sums are split (rounding).
+func forEachStatisticsShard(
+  model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
+  fisher: FisherSource, batchSize: Int, workers: Int, progress: ((Int, Int) -> Void)? = nil,
+  outputs: BatchOutputsObserver? = nil,
+  _ body: (_ statistics: [Sequential.LayerStatistics], _ worker: Int) throws(BDLError) -> Void
+) throws(BDLError) {
   try model.validateInput(x)
   guard targets.count == x.count else { throw .shapeMismatch("\(targets.count) targets for \(x.count) examples") }
   try likelihood.validate(targets, outputs: Tensor(shape: [x.count, model.outputCount]))
   guard batchSize >= 1 else { throw .invalidArgument("batch_size = \(batchSize); it must be ≥ 1") }
+  precondition(workers >= 1, "internal: workers ≥ 1")
   var seed = UInt64(0)
   if case .monteCarlo(_, let s) = fisher { seed = s }
-  let size = x.exampleSize
+  let size = x.exampleSize, c = model.outputCount
   for start in stride(from: 0, to: x.count, by: batchSize) {
     let indices = start..<min(start + batchSize, x.count)
-    let xb = try Tensor(shape: [indices.count] + model.inputShape, elements: Array(x.elements[(start * size)..<(indices.upperBound * size)]))
-    let pass = try model.forwardPass(xb)
+    let shardCount = min(workers, indices.count)
+    let shards = (0..<shardCount).map { w in
+      (start + w * indices.count / shardCount)..<(start + (w + 1) * indices.count / shardCount)
+    }
+    var passes = [Sequential.ForwardPass?](repeating: nil, count: shardCount)
+    try passes.withUnsafeMutableBufferPointer { slots throws(BDLError) in
+      try BLASThreads.concurrently(shardCount) { w throws(BDLError) in
+        let r = shards[w]
+        let xs = try Tensor(shape: [r.count] + model.inputShape, elements: Array(x.elements[(r.lowerBound * size)..<(r.upperBound * size)]))
+        slots[w] = try model.forwardPass(xs)
+      }
+    }
+    let batchOutput = shardCount == 1
+      ? passes[0]!.output
+      : try Tensor(shape: [indices.count, c], elements: passes.flatMap { $0!.output.elements })
     var source = fisher
     if case .monteCarlo(let samples, _) = fisher {
       source = .monteCarlo(samples: samples, seed: seed)
       seed = seed &+ 0x9E37_79B9_7F4A_7C15  // the next batch's stream
     }
     let batchTargets = targets.subset(indices)
-    try outputs?(pass.output, batchTargets)
-    let v = try source.accumulatedVectors(pass.output, batchTargets, likelihood: likelihood)
-    try body(model.backward(pass, vectors: v))
+    try outputs?(batchOutput, batchTargets)
+    let v = try source.accumulatedVectors(batchOutput, batchTargets, likelihood: likelihood)
+    let perExample = v.exampleSize
+    try BLASThreads.concurrently(shardCount) { w throws(BDLError) in
+      let r = shards[w]
+      let vectors = shardCount == 1
+        ? v
+        : try Tensor(shape: [r.count] + v.shape.dropFirst(), elements: Array(v.elements[((r.lowerBound - start) * perExample)..<((r.upperBound - start) * perExample)]))
+      try body(model.backward(passes[w]!, vectors: vectors), w)
+    }
     progress?(indices.upperBound, x.count)
   }
+}
+
+/// Sums over the statistics pass on every BLAS thread: each worker folds its shards into its own
+/// copy of `initial` with `add`, and the copies are combined in worker order with `combine`
+/// (see `forEachStatisticsShard`). For sums whose per-worker copies are cheap to hold.
+func sumOverStatistics<Sum>(
+  model: Sequential, inputs x: Tensor, targets: Targets, likelihood: some Likelihood,
+  fisher: FisherSource, batchSize: Int, progress: ((Int, Int) -> Void)? = nil,
+  outputs: BatchOutputsObserver? = nil, initial: Sum,
+  add: (inout Sum, [Sequential.LayerStatistics]) throws(BDLError) -> Void,
+  combine: (inout Sum, Sum) throws(BDLError) -> Void
+) throws(BDLError) -> Sum {
+  let workers = BLASThreads.count
+  var sums = [Sum](repeating: initial, count: workers)
+  try sums.withUnsafeMutableBufferPointer { sums throws(BDLError) in
+    try forEachStatisticsShard(
+      model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize,
+      workers: workers, progress: progress, outputs: outputs) { statistics, worker throws(BDLError) in
+      try add(&sums[worker], statistics)
+    }
+  }
+  var total = sums[0]
+  for sum in sums.dropFirst() { try combine(&total, sum) }
+  return total
 }
 
 /// Per-example gradients of ⟨f(x_n), v_{n,k}⟩ (rows), batch by batch: their outer products sum

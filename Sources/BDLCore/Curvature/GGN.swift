@@ -83,18 +83,21 @@ public struct DiagonalGGN: CurvatureOperator {
     fisher: FisherSource = .exact, batchSize: Int = 256, progress: ((Int, Int) -> Void)? = nil,
     outputs: BatchOutputsObserver? = nil
   ) throws(BDLError) -> DiagonalGGN {
-    var d = [Double](repeating: 0, count: model.parameterCount)
-    try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress, outputs: outputs) { statistics throws(BDLError) in
-      for s in statistics {
-        let offset = model.parameterOffsets[s.layerIndex]
-        let weight = try s.rotatedGradientSquares(in: nil, bias: false)
-        for i in weight.elements.indices { d[offset + i] += weight.elements[i] }
-        if s.hasBias {
-          let bias = try s.rotatedGradientSquares(in: nil, bias: true)
-          for i in bias.elements.indices { d[offset + weight.elements.count + i] += bias.elements[i] }
+    let d = try sumOverStatistics(
+      model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize,
+      progress: progress, outputs: outputs, initial: [Double](repeating: 0, count: model.parameterCount),
+      add: { d, statistics throws(BDLError) in
+        for s in statistics {
+          let offset = model.parameterOffsets[s.layerIndex]
+          let weight = try s.rotatedGradientSquares(in: nil, bias: false)
+          for i in weight.elements.indices { d[offset + i] += weight.elements[i] }
+          if s.hasBias {
+            let bias = try s.rotatedGradientSquares(in: nil, bias: true)
+            for i in bias.elements.indices { d[offset + weight.elements.count + i] += bias.elements[i] }
+          }
         }
-      }
-    }
+      },
+      combine: { total, other in for i in total.indices { total[i] += other[i] } })
     return try DiagonalGGN(values: d)
   }
 

@@ -62,11 +62,18 @@ public struct KFAC: Sendable {
         inputDimension: layer.inputDimension, outputDimension: layer.outputDimension,
         hasBias: layer.hasBias, approximation: approximation))
     }
-    try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: progress, outputs: outputs) { statistics throws(BDLError) in
-      for (i, s) in statistics.enumerated() {
-        try accumulators[i].add(inputs: s.inputs, outputGradients: s.outputGradients, checkingFinite: false, recordingVectors: fisher.vectorCount(outputs: model.outputCount))
-      }
-    }
+    let vectors = fisher.vectorCount(outputs: model.outputCount)
+    accumulators = try sumOverStatistics(
+      model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize,
+      progress: progress, outputs: outputs, initial: accumulators,
+      add: { accumulators, statistics throws(BDLError) in
+        for (i, s) in statistics.enumerated() {
+          try accumulators[i].add(inputs: s.inputs, outputGradients: s.outputGradients, checkingFinite: false, recordingVectors: vectors)
+        }
+      },
+      combine: { total, other throws(BDLError) in
+        for i in total.indices { total[i] = try total[i].merged(with: other[i]) }
+      })
     return try KFAC(accumulators: accumulators, layerIndices: linearLayers, offsets: linearLayers.map { model.parameterOffsets[$0] }, parameterCount: model.parameterCount)
   }
 
@@ -85,13 +92,18 @@ public struct KFAC: Sendable {
     let first = progress.map { report in { (done: Int, total: Int) in report(done, 2 * total) } }
     let second = progress.map { report in { (done: Int, total: Int) in report(total + done, 2 * total) } }
     let kfac = try fit(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, approximation: approximation, batchSize: batchSize, progress: first)
-    var corrected = kfac.blocks.map { Matrix(rows: $0.factors.outputOrder, columns: $0.factors.inputOrder) }
-    try forEachStatisticsBatch(model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize, progress: second) { statistics throws(BDLError) in
-      for (blockIndex, block) in kfac.blocks.enumerated() {
-        guard let s = statistics.first(where: { $0.layerIndex == block.layerIndex }) else { continue }
-        try corrected[blockIndex].add(s.rotatedGradientSquares(in: block.factors, bias: block.isBias))
-      }
-    }
+    let corrected = try sumOverStatistics(
+      model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize,
+      progress: second, initial: kfac.blocks.map { Matrix(rows: $0.factors.outputOrder, columns: $0.factors.inputOrder) },
+      add: { corrected, statistics throws(BDLError) in
+        for (blockIndex, block) in kfac.blocks.enumerated() {
+          guard let s = statistics.first(where: { $0.layerIndex == block.layerIndex }) else { continue }
+          try corrected[blockIndex].add(s.rotatedGradientSquares(in: block.factors, bias: block.isBias))
+        }
+      },
+      combine: { total, other throws(BDLError) in
+        for i in total.indices { try total[i].add(other[i]) }
+      })
     let blocks = try kfac.blocks.enumerated().map { (i, block) throws(BDLError) in
       // As for K-FAC's factors: refit eigenvalues within rounding of zero are exactly zero, so a
       // singular curvature is reported as singular.

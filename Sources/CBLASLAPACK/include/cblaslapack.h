@@ -79,6 +79,7 @@ typedef struct cbl_api {
   cbl_dpotri_fn dpotri;
   cbl_dgesdd_fn dgesdd;
   int (*get_num_threads)(void);
+  void (*set_num_threads)(int);
   int core_source;
   char core[64];
   char requested_core[64];
