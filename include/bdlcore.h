@@ -27,8 +27,9 @@
  * Dense linear algebra runs in OpenBLAS, which has its own thread pool: set OPENBLAS_NUM_THREADS
  * (before the first bdlcore call) to bound it, e.g. to 1 when your program already runs one
  * bdlcore call per core. With T > 1 OpenBLAS threads, the curvature passes over data (K-FAC,
- * EK-FAC, diagonal GGN fits, from the engine) split each batch into T shards processed by T
- * threads at once, each calling OpenBLAS single-threaded: for the duration, bdlcore sets
+ * EK-FAC, diagonal GGN fits, from the engine) and the training step's gradient split each batch
+ * that is big enough (≥ 2^23 forward multiply-adds) into T shards processed by T threads at
+ * once, each calling OpenBLAS single-threaded: for the duration, bdlcore sets
  * OpenBLAS's process-wide thread count to 1 (so other threads' calls into the same OpenBLAS are
  * single-threaded meanwhile) and restores the previous count afterwards. Results depend on T
  * only through rounding; for a given T they are reproducible.
@@ -487,7 +488,8 @@ typedef struct bdl_train_params {
   const double *prior_precision;    /**< δ: 1 value, one per parameter tensor or one per
                                          parameter; NULL = 0 */
   int64_t prior_precision_count;
-  uint64_t seed;                    /**< shuffling seed; runs are bit-for-bit reproducible; default 0 */
+  uint64_t seed;                    /**< shuffling seed; runs are bit-for-bit reproducible for
+                                         a given OpenBLAS thread count; default 0 */
   const double *mask;               /**< NULL, or one 0/1 value per parameter: 0 sets the parameter
                                          to 0 before the first step and keeps it exactly 0 (a pruning
                                          mask survives further training); default NULL */

@@ -110,7 +110,8 @@ func sumOverStatistics<Sum>(
   add: (inout Sum, [Sequential.LayerStatistics]) throws(BDLError) -> Void,
   combine: (inout Sum, Sum) throws(BDLError) -> Void
 ) throws(BDLError) -> Sum {
-  let workers = BLASThreads.count
+  let batchWork = model.forwardMultiplyAdds.multipliedReportingOverflow(by: min(batchSize, x.count)).partialValue
+  let workers = BLASThreads.workers(forMultiplyAdds: batchWork)
   var sums = [Sum](repeating: initial, count: workers)
   try sums.withUnsafeMutableBufferPointer { sums throws(BDLError) in
     try forEachStatisticsShard(

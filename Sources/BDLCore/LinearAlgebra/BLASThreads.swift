@@ -33,6 +33,13 @@ enum BLASThreads {
     return max(1, Int(api.get_num_threads()))
   }
 
+  /// How many workers a batch of `multiplyAdds` forward multiply-adds is worth: all BLAS threads
+  /// from 2²³ (8.4 M, ~1 ms of forward and backward) up, else 1 — below it, starting a thread
+  /// (tens of µs) and the split calls' lower efficiency cost more than they gain.
+  static func workers(forMultiplyAdds multiplyAdds: Int) -> Int {
+    multiplyAdds >= 1 << 23 ? count : 1
+  }
+
   /// Runs `work(worker)` for worker = 0..<workers concurrently, every BLAS call inside
   /// single-threaded, and returns when all have finished. The first error (by worker index) is
   /// rethrown after every worker has stopped.

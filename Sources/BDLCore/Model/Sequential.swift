@@ -57,6 +57,17 @@ public struct Sequential: Sendable {
   /// C, the length of the output vector.
   public var outputCount: Int { shapes.last![0] }
 
+  /// Multiply-adds of one example's forward pass through the linear maps (Σ over Linear and
+  /// Conv2d layers of positions × d_in × d_out, i.e. output size × d_in): the measure of a
+  /// batch's work that decides whether it is worth sharding over threads (`BLASThreads`).
+  var forwardMultiplyAdds: Int {
+    layers.indices.reduce(0) { total, index in
+      guard let map = layers[index] as? any LinearMapLayer else { return total }
+      let outputs = shapes[index + 1].reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
+      return total.addingReportingOverflow(outputs.multipliedReportingOverflow(by: map.inputDimension).partialValue).partialValue
+    }
+  }
+
   /// Replaces θ; `.shapeMismatch` for a wrong length, `.nonFiniteInput` for NaN/Inf (θ unchanged).
   public mutating func setParameters(_ values: [Double]) throws(BDLError) {
     guard values.count == parameters.count else {

@@ -24,11 +24,46 @@ extension Sequential {
     return expanded
   }
 
-  /// Σ_n ∇NLL_n over a batch, and the summed NLL.
+  /// Σ_n ∇NLL_n over a batch, and the summed NLL. A batch with enough work is split into one
+  /// contiguous shard per BLAS thread, computed concurrently and summed in shard order
+  /// (`BLASThreads`): reproducible for a given thread count, and equal to the serial sum up to
+  /// rounding.
   public func lossGradient(
     _ x: Tensor, _ targets: Targets, likelihood: some Likelihood
   ) throws(BDLError) -> (negativeLogLikelihood: Double, gradient: [Double]) {
+    let work = forwardMultiplyAdds.multipliedReportingOverflow(by: x.count).partialValue
+    return try lossGradient(x, targets, likelihood: likelihood, workers: BLASThreads.workers(forMultiplyAdds: work))
+  }
+
+  /// The same over `workers` shards.
+  func lossGradient(
+    _ x: Tensor, _ targets: Targets, likelihood: some Likelihood, workers requested: Int
+  ) throws(BDLError) -> (negativeLogLikelihood: Double, gradient: [Double]) {
     try validateInput(x)
+    guard targets.count == x.count else { throw .shapeMismatch("\(targets.count) targets for \(x.count) examples") }
+    let workers = min(requested, max(x.count, 1))
+    guard workers > 1 else { return try shardLossGradient(x, targets, likelihood: likelihood) }
+    try likelihood.validate(targets, outputs: Tensor(shape: [x.count, outputCount]))  // errors name batch positions
+    let size = x.exampleSize
+    var shards = [(Double, [Double])](repeating: (0, []), count: workers)
+    try shards.withUnsafeMutableBufferPointer { shards throws(BDLError) in
+      try BLASThreads.concurrently(workers) { w throws(BDLError) in
+        let range = (w * x.count / workers)..<((w + 1) * x.count / workers)
+        let xs = try Tensor(shape: [range.count] + inputShape, elements: Array(x.elements[(range.lowerBound * size)..<(range.upperBound * size)]))
+        shards[w] = try shardLossGradient(xs, targets.subset(range), likelihood: likelihood)
+      }
+    }
+    var (nll, gradient) = shards[0]
+    for (shardNLL, shardGradient) in shards.dropFirst() {
+      nll += shardNLL
+      for i in gradient.indices { gradient[i] += shardGradient[i] }
+    }
+    return (nll, gradient)
+  }
+
+  private func shardLossGradient(
+    _ x: Tensor, _ targets: Targets, likelihood: some Likelihood
+  ) throws(BDLError) -> (negativeLogLikelihood: Double, gradient: [Double]) {
     let pass = try forwardPass(x)
     let nll = try likelihood.negativeLogLikelihood(pass.output, targets)
     let v = try likelihood.outputGradient(pass.output, targets)

@@ -744,7 +744,9 @@ class Sequential(_OwnedHandle):
         Each minibatch B minimises (Σ_{n∈B} NLL_n + ½ θᵀ diag(δ) θ · |B|/N) / |B|, i.e. the MAP
         objective Σ_n NLL_n + ½ θᵀ diag(δ) θ divided by N, so learning rates mean what they
         mean with PyTorch's mean-reduced losses. Runs are bit-for-bit reproducible for a given
-        ``seed``; training continues from the current θ.
+        ``seed`` and OpenBLAS thread count (a minibatch with enough work, e.g. a CNN's, is split
+        over the threads and its gradient summed in a fixed order; another thread count changes
+        the rounding only); training continues from the current θ.
 
         Args:
             X: (N, *input_shape).
