@@ -11,8 +11,8 @@ final class ModelHandle: @unchecked Sendable {
 
 /// The statistics behind a `bdl_layer_statistics*`.
 final class StatisticsHandle: Sendable {
-  let entries: [Sequential.LayerStatistics]
-  init(_ entries: [Sequential.LayerStatistics]) { self.entries = entries }
+  let statistics: ShardedStatistics
+  init(_ statistics: ShardedStatistics) { self.statistics = statistics }
 }
 
 private func modelHandle(_ handle: OpaquePointer?) throws(BDLError) -> ModelHandle {
@@ -218,16 +218,16 @@ public func bdl_model_loss_gradient(
   }
 }
 
-/// The statistics of K vectors per example for a C call (shared by the two entry points).
-private func backwardStatistics(
+/// The batch and its K vectors per example of a C call (shared by the two entry points).
+private func backwardArguments(
   _ m: Sequential, _ X: UnsafePointer<Double>?, _ n: Int64, _ V: UnsafePointer<Double>?, _ k: Int64
-) throws(BDLError) -> [Sequential.LayerStatistics] {
+) throws(BDLError) -> (x: Tensor, v: Tensor) {
   let x = try ModelArguments.batch(X, n, m)
   let vectors = try Arguments.size(k, "k")
   let total = try Arguments.product([x.count, vectors, m.outputCount], "n·K·C")
   let v = try Tensor(shape: [x.count, vectors, m.outputCount], elements: Arguments.array(V, count: total, "V"))
   try m.validateInput(x)
-  return try m.backward(m.forwardPass(x), vectors: v)
+  return (x, v)
 }
 
 @c @implementation
@@ -240,7 +240,8 @@ public func bdl_model_per_example_gradients(
     let rows = try Arguments.product([Arguments.size(n, "n"), Arguments.size(k, "k"), m.parameterCount], "n·K·P")
     try Validation.requireAllocatable(rows, "per-example gradients")
     let out = try Arguments.output(outGradients, capacity: capacity, needed: rows, "out_gradients")
-    out.write(try m.perExampleGradients(backwardStatistics(m, X, n, V, k)).elements)
+    let (x, v) = try backwardArguments(m, X, n, V, k)
+    out.write(try m.perExampleGradients(m.backward(m.forwardPass(x), vectors: v)).elements)
   }
 }
 
@@ -252,8 +253,8 @@ public func bdl_model_backward_vectors(
   exported { () throws(BDLError) in
     let out = try Arguments.output(outStatistics, "out_statistics")
     let m = try modelHandle(model).model
-    let statistics = try backwardStatistics(m, X, n, V, k)
-    out.pointee = Handles.make(StatisticsHandle(statistics), kind: .layerStatistics)
+    let (x, v) = try backwardArguments(m, X, n, V, k)
+    out.pointee = Handles.make(StatisticsHandle(try m.shardedBackward(x, vectors: v)), kind: .layerStatistics)
   }
 }
 
@@ -265,18 +266,18 @@ public func bdl_layer_statistics_free(_ statistics: OpaquePointer!) {
 @c @implementation
 public func bdl_layer_statistics_count(_ statistics: OpaquePointer!, _ outCount: UnsafeMutablePointer<Int64>!) -> bdl_status {
   exported { () throws(BDLError) in
-    let entries = try statisticsHandle(statistics).entries
-    try Arguments.output(outCount, "out_count").pointee = Int64(entries.count)
+    let count = try statisticsHandle(statistics).statistics.layerCount
+    try Arguments.output(outCount, "out_count").pointee = Int64(count)
   }
 }
 
-/// Entry `index` of a statistics handle.
-private func entry(_ statistics: OpaquePointer?, _ index: Int64) throws(BDLError) -> Sequential.LayerStatistics {
-  let entries = try statisticsHandle(statistics).entries
-  guard index >= 0, index < Int64(entries.count) else {
-    throw .invalidArgument("index = \(index); the statistics hold \(entries.count) layers")
+/// The statistics of a handle and a checked layer position in them.
+private func layer(_ statistics: OpaquePointer?, _ index: Int64) throws(BDLError) -> (ShardedStatistics, Int) {
+  let s = try statisticsHandle(statistics).statistics
+  guard index >= 0, index < Int64(s.layerCount) else {
+    throw .invalidArgument("index = \(index); the statistics hold \(s.layerCount) layers")
   }
-  return entries[Int(index)]
+  return (s, Int(index))
 }
 
 @c @implementation
@@ -287,15 +288,15 @@ public func bdl_layer_statistics_shape(
   _ outDOut: UnsafeMutablePointer<Int64>!, _ outHasBias: UnsafeMutablePointer<Int32>!
 ) -> bdl_status {
   exported { () throws(BDLError) in
-    let e = try entry(statistics, index)
-    let g = e.outputGradients.shape
-    outLayer?.pointee = Int64(e.layerIndex)
-    outN?.pointee = Int64(g[0])
-    outK?.pointee = Int64(g[1])
-    outPositions?.pointee = Int64(g[2])
-    outDIn?.pointee = Int64(e.inputs.shape[2])
-    outDOut?.pointee = Int64(g[3])
-    outHasBias?.pointee = e.hasBias ? 1 : 0
+    let (s, i) = try layer(statistics, index)
+    let shape = s.shape(ofLayer: i)
+    outLayer?.pointee = Int64(shape.layerIndex)
+    outN?.pointee = Int64(shape.n)
+    outK?.pointee = Int64(shape.k)
+    outPositions?.pointee = Int64(shape.positions)
+    outDIn?.pointee = Int64(shape.dIn)
+    outDOut?.pointee = Int64(shape.dOut)
+    outHasBias?.pointee = shape.hasBias ? 1 : 0
   }
 }
 
@@ -305,11 +306,11 @@ public func bdl_layer_statistics_get(
   _ aCapacity: Int64, _ outG: UnsafeMutablePointer<Double>!, _ gCapacity: Int64
 ) -> bdl_status {
   exported { () throws(BDLError) in
-    let e = try entry(statistics, index)
-    let a = outA == nil ? nil : try Arguments.output(outA, capacity: aCapacity, needed: e.inputs.elements.count, "out_a")
-    let g = outG == nil ? nil : try Arguments.output(outG, capacity: gCapacity, needed: e.outputGradients.elements.count, "out_g")
-    a?.write(e.inputs.elements)
-    g?.write(e.outputGradients.elements)
+    let (s, i) = try layer(statistics, index)
+    let (aCount, gCount) = s.counts(ofLayer: i)
+    let a = outA == nil ? nil : try Arguments.output(outA, capacity: aCapacity, needed: aCount, "out_a")
+    let g = outG == nil ? nil : try Arguments.output(outG, capacity: gCapacity, needed: gCount, "out_g")
+    try s.copyLayer(i, inputs: a, outputGradients: g)
   }
 }
 

@@ -1,4 +1,4 @@
-import BDLCore
+@testable import BDLCore
 import Testing
 
 /// Small networks covering every layer, in the three settings (dense, convolutional, sequence).
@@ -175,6 +175,36 @@ struct ModelTests {
       try reference.add(try jn.multiplied(by: lambda.multiplied(by: jn), transposingSelf: true))
     }
     expectClose(fromStatistics.elements, reference.elements, tolerance: 1e-12, "GGN")
+  }
+
+  @Test("a backward in 2, 3 or 7 concurrent shards gives the serial statistics, joined or copied out", arguments: [2, 3, 7])
+  func shardedBackward(workers: Int) throws {
+    for make in TestNetworks.all.map(\.1) {
+      var model = try make()
+      try randomize(&model, seed: 72)
+      let x = randomBatch(model, n: 7, seed: 73)
+      var rng = SeededGenerator(seed: 74)
+      let v = try Tensor(shape: [7, 2, model.outputCount], elements: rng.vector(14 * model.outputCount))
+      let serial = try model.backward(model.forwardPass(x), vectors: v)
+      let sharded = try model.shardedBackward(x, vectors: v, workers: workers)
+      #expect(sharded.shards.count == workers)
+      let joined = try sharded.joined()
+      #expect(joined.count == serial.count)
+      for (i, (s, j)) in zip(serial, joined).enumerated() {
+        #expect(j.layerIndex == s.layerIndex && j.hasBias == s.hasBias)
+        #expect(j.inputs.shape == s.inputs.shape && j.outputGradients.shape == s.outputGradients.shape)
+        expectClose(j.inputs.elements, s.inputs.elements, tolerance: 1e-14, "a of layer \(i)")
+        expectClose(j.outputGradients.elements, s.outputGradients.elements, tolerance: 1e-14, "g of layer \(i)")
+        let shape = sharded.shape(ofLayer: i)
+        #expect([shape.n, shape.k, shape.positions, shape.dOut] == s.outputGradients.shape)
+        // Copying only g leaves the a destination alone.
+        var g = [Double](repeating: .nan, count: sharded.counts(ofLayer: i).outputGradients)
+        try g.withUnsafeMutableBufferPointer { gp throws(BDLError) in try sharded.copyLayer(i, inputs: nil, outputGradients: gp.baseAddress) }
+        #expect(g == j.outputGradients.elements)
+      }
+    }
+    let model = try TestNetworks.mlp()
+    #expect(throws: BDLError.self) { try model.shardedBackward(randomBatch(model, n: 3, seed: 75), vectors: Tensor(shape: [2, 1, model.outputCount])) }
   }
 
   @Test("shapes are checked when a network is built, naming the layer")
