@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import BDLCore
+@testable import BDLCore
 import Testing
 
 /// (nb, na, rank of B, rank of A, scale, delta): full-rank, 1×1, rank-deficient with δ > 0, and
@@ -123,6 +123,10 @@ struct SumOfLogarithmsTests {
       [1], [2, 0.5], (0..<1000).map { _ in exponential(3 * rng.normal()) },
       (0..<100).map { i in i % 2 == 0 ? 1e300 : 1e-300 }, [Double](repeating: 1.9999, count: 5000),
       [Double.leastNormalMagnitude, Double.greatestFiniteMagnitude],
+      // Subnormals and lengths around the 8-lane blocks and 32-block renormalisation.
+      (0..<21).map { i in i == 13 ? 1e-310 : exponential(rng.normal()) },
+      (0..<(8 * 32 * 3 + 5)).map { _ in exponential(40 * rng.normal()) },
+      (0..<7).map { _ in exponential(rng.normal()) },
     ]
     for values in cases {
       let naive = values.reduce(0) { $0 + logarithm($1) }
@@ -134,9 +138,36 @@ struct SumOfLogarithmsTests {
     }
   }
 
+  @Test("eight-lane compensated sums equal the scalar ones, tails included; cancellation stays exact")
+  func laneSums() {
+    var rng = SeededGenerator(seed: 301)
+    for count in [0, 1, 7, 8, 9, 23, 1000] {
+      let d = (0..<count).map { _ in exponential(2 * rng.normal()) }
+      let λ = (0..<count).map { _ in exponential(rng.normal()) }
+      let lanes = d.withUnsafeBufferPointer { compensatedSum($0, { 1 / $0 }, scalar: { 1 / $0 }) }
+      expectClose(lanes, CompensatedSum.of(d.map { 1 / $0 }), tolerance: 1e-15, "Σ 1/d over \(count)")
+      var bulk = SpectralSums(), scalar = SpectralSums()
+      λ.withUnsafeBufferPointer { l in d.withUnsafeBufferPointer { bulk.add(curvatures: l, eigenvalues: $0) } }
+      for i in 0..<count { scalar.add(curvature: λ[i], eigenvalue: d[i]) }
+      expectClose(
+        [bulk.inverse.value, bulk.inverseSquare.value, bulk.curvatureOverSquare.value],
+        [scalar.inverse.value, scalar.inverseSquare.value, scalar.curvatureOverSquare.value], tolerance: 1e-15, "spectral sums over \(count)")
+    }
+    // 1e16 + 1 − 1e16 in every lane: naive summation loses the 1s, Neumaier's keeps them.
+    let cancelling = (0..<24).map { i in [1e16, 1, -1e16][i % 3] }
+    #expect(cancelling.withUnsafeBufferPointer { compensatedSum($0, { $0 }, scalar: { $0 }) } == 8)
+  }
+
   @Test("reports the first non-positive or non-finite entry")
   func invalid() {
-    for (values, index) in [([1.0, 0, -1], 1), ([2.0, -3], 1), ([Double.nan], 0), ([1, .infinity], 1)] {
+    let long = [Double](repeating: 1.5, count: 40)
+    var cases = [([1.0, 0, -1], 1), ([2.0, -3], 1), ([Double.nan], 0), ([1, .infinity], 1)]
+    for (position, bad) in [(3, 0.0), (17, -2.0), (31, Double.nan), (39, Double.infinity)] {
+      var values = long
+      values[position] = bad
+      cases.append((values, position))
+    }
+    for (values, index) in cases {
       let result = values.withUnsafeBufferPointer { sumOfLogarithms($0) }
       #expect(result.firstInvalid == index)
     }

@@ -32,7 +32,7 @@ struct KroneckerPosteriorPrecision: PosteriorPrecision {
       if let (prior, _) = dampedDerivatives {
         for i in prior.elements.indices { total.add(prior.elements[i] / values.elements[i]) }
       } else {
-        for value in values.elements { total.add(1 / value) }
+        return values.elements.withUnsafeBufferPointer { compensatedSum($0, { 1 / $0 }, scalar: { 1 / $0 }) }
       }
       return total.value
     }
@@ -142,7 +142,9 @@ struct KroneckerPosteriorPrecision: PosteriorPrecision {
       while next < blocks.count, blocks[next].parameters.lowerBound >= range.lowerBound, blocks[next].parameters.upperBound <= range.upperBound {
         let block = blocks[next]
         guard !block.projected, block.dampedDerivatives == nil else { return nil }
-        for i in block.values.elements.indices { sums.add(curvature: block.curvature.elements[i], eigenvalue: block.values.elements[i]) }
+        block.curvature.elements.withUnsafeBufferPointer { λ in
+          block.values.elements.withUnsafeBufferPointer { d in sums.add(curvatures: λ, eigenvalues: d) }
+        }
         next += 1
       }
       guard next > 0, blocks[next - 1].parameters.upperBound == range.upperBound else { return nil }

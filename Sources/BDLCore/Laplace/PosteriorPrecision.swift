@@ -38,6 +38,25 @@ struct SpectralSums {
     inverseSquare.add(1 / (d * d))
     curvatureOverSquare.add(λ / (d * d))
   }
+
+  /// Adds every pair (λ_i, d_i), eight lanes at a time.
+  mutating func add(curvatures λ: UnsafeBufferPointer<Double>, eigenvalues d: UnsafeBufferPointer<Double>) {
+    precondition(λ.count == d.count, "internal: spectra of different sizes")
+    var lanes = (inverse: CompensatedLanes(), inverseSquare: CompensatedLanes(), curvatureOverSquare: CompensatedLanes())
+    let whole = d.count - d.count % 8
+    for start in stride(from: 0, to: whole, by: 8) {
+      let dv = UnsafeRawPointer(d.baseAddress! + start).loadUnaligned(as: SIMD8<Double>.self)
+      let λv = UnsafeRawPointer(λ.baseAddress! + start).loadUnaligned(as: SIMD8<Double>.self)
+      let inverseSquare = 1 / (dv * dv)
+      lanes.inverse.add(1 / dv)
+      lanes.inverseSquare.add(inverseSquare)
+      lanes.curvatureOverSquare.add(λv * inverseSquare)
+    }
+    inverse.add(lanes.inverse.value)
+    inverseSquare.add(lanes.inverseSquare.value)
+    curvatureOverSquare.add(lanes.curvatureOverSquare.value)
+    for i in whole..<d.count { add(curvature: λ[i], eigenvalue: d[i]) }
+  }
 }
 
 extension PosteriorPrecision {
