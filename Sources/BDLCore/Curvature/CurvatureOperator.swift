@@ -62,19 +62,15 @@ func forEachStatisticsShard(
   precondition(workers >= 1, "internal: workers ≥ 1")
   var seed = UInt64(0)
   if case .monteCarlo(_, let s) = fisher { seed = s }
-  let size = x.exampleSize, c = model.outputCount
+  let c = model.outputCount
   for start in stride(from: 0, to: x.count, by: batchSize) {
     let indices = start..<min(start + batchSize, x.count)
     let shardCount = min(workers, indices.count)
-    let shards = (0..<shardCount).map { w in
-      (start + w * indices.count / shardCount)..<(start + (w + 1) * indices.count / shardCount)
-    }
+    let shards = Tensor.shards(of: indices.count, into: shardCount)  // within the batch
     var passes = [Sequential.ForwardPass?](repeating: nil, count: shardCount)
     try passes.withUnsafeMutableBufferPointer { slots throws(BDLError) in
       try BLASThreads.concurrently(shardCount) { w throws(BDLError) in
-        let r = shards[w]
-        let xs = try Tensor(shape: [r.count] + model.inputShape, elements: Array(x.elements[(r.lowerBound * size)..<(r.upperBound * size)]))
-        slots[w] = try model.forwardPass(xs)
+        slots[w] = try model.forwardPass(x.examples((start + shards[w].lowerBound)..<(start + shards[w].upperBound)))
       }
     }
     let batchOutput = shardCount == 1
@@ -88,13 +84,8 @@ func forEachStatisticsShard(
     let batchTargets = targets.subset(indices)
     try outputs?(batchOutput, batchTargets)
     let v = try source.accumulatedVectors(batchOutput, batchTargets, likelihood: likelihood)
-    let perExample = v.exampleSize
     try BLASThreads.concurrently(shardCount) { w throws(BDLError) in
-      let r = shards[w]
-      let vectors = shardCount == 1
-        ? v
-        : try Tensor(shape: [r.count] + v.shape.dropFirst(), elements: Array(v.elements[((r.lowerBound - start) * perExample)..<((r.upperBound - start) * perExample)]))
-      try body(model.backward(passes[w]!, vectors: vectors), w)
+      try body(model.backward(passes[w]!, vectors: shardCount == 1 ? v : v.examples(shards[w])), w)
     }
     progress?(indices.upperBound, x.count)
   }

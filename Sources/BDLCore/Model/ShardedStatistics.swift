@@ -83,14 +83,11 @@ extension Sequential {
   func shardedBackward(_ x: Tensor, vectors v: Tensor, workers requested: Int) throws(BDLError) -> ShardedStatistics {
     let workers = min(max(requested, 1), max(x.count, 1))
     if workers == 1 { return ShardedStatistics(shards: [try backward(forwardPass(x), vectors: v)]) }
-    let (size, perExample) = (x.exampleSize, v.exampleSize)
+    let ranges = Tensor.shards(of: x.count, into: workers)
     var shards = [[LayerStatistics]](repeating: [], count: workers)
     try shards.withUnsafeMutableBufferPointer { shards throws(BDLError) in
       try BLASThreads.concurrently(workers) { w throws(BDLError) in
-        let r = (w * x.count / workers)..<((w + 1) * x.count / workers)
-        let xs = try Tensor(shape: [r.count] + inputShape, elements: Array(x.elements[(r.lowerBound * size)..<(r.upperBound * size)]))
-        let vs = try Tensor(shape: [r.count] + v.shape.dropFirst(), elements: Array(v.elements[(r.lowerBound * perExample)..<(r.upperBound * perExample)]))
-        shards[w] = try backward(forwardPass(xs), vectors: vs)
+        shards[w] = try backward(forwardPass(x.examples(ranges[w])), vectors: v.examples(ranges[w]))
       }
     }
     return ShardedStatistics(shards: shards)

@@ -56,6 +56,17 @@ public struct Tensor: Equatable, Sendable {
   /// Π of the dimensions after the first: the size of one example.
   public var exampleSize: Int { shape.dropFirst().reduce(1, *) }
 
+  /// The examples in `range` (a copy), e.g. one shard of a batch.
+  func examples(_ range: Range<Int>) -> Tensor {
+    let size = exampleSize
+    return try! Tensor(shape: [range.count] + shape.dropFirst(), elements: Array(elements[(range.lowerBound * size)..<(range.upperBound * size)]))
+  }
+
+  /// `count` examples cut into `parts` contiguous ranges whose sizes differ by at most one.
+  static func shards(of count: Int, into parts: Int) -> [Range<Int>] {
+    (0..<parts).map { w in (w * count / parts)..<((w + 1) * count / parts) }
+  }
+
   /// The same entries with another shape of equal size.
   public func reshaped(_ newShape: [Int]) -> Tensor {
     precondition(newShape.reduce(1, *) == elements.count, "reshape must keep the size")

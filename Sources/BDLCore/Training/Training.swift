@@ -44,13 +44,11 @@ extension Sequential {
     let workers = min(requested, max(x.count, 1))
     guard workers > 1 else { return try shardLossGradient(x, targets, likelihood: likelihood) }
     try likelihood.validate(targets, outputs: Tensor(shape: [x.count, outputCount]))  // errors name batch positions
-    let size = x.exampleSize
+    let ranges = Tensor.shards(of: x.count, into: workers)
     var shards = [(Double, [Double])](repeating: (0, []), count: workers)
     try shards.withUnsafeMutableBufferPointer { shards throws(BDLError) in
       try BLASThreads.concurrently(workers) { w throws(BDLError) in
-        let range = (w * x.count / workers)..<((w + 1) * x.count / workers)
-        let xs = try Tensor(shape: [range.count] + inputShape, elements: Array(x.elements[(range.lowerBound * size)..<(range.upperBound * size)]))
-        shards[w] = try shardLossGradient(xs, targets.subset(range), likelihood: likelihood)
+        shards[w] = try shardLossGradient(x.examples(ranges[w]), targets.subset(ranges[w]), likelihood: likelihood)
       }
     }
     var (nll, gradient) = shards[0]
