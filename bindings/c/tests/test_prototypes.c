@@ -28,6 +28,9 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dpotrf), cbl_dpo
 _Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dpotrs), cbl_dpotrs_fn), "dpotrs");
 _Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dpotri), cbl_dpotri_fn), "dpotri");
 _Static_assert(__builtin_types_compatible_p(__typeof__(&LAPACKE_dgesdd), cbl_dgesdd_fn), "dgesdd");
+/* OpenBLAS's thread-count functions, as the loader's table holds them. */
+_Static_assert(__builtin_types_compatible_p(__typeof__(&openblas_get_num_threads), __typeof__(((cbl_api *)0)->get_num_threads)), "openblas_get_num_threads");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&openblas_set_num_threads), __typeof__(((cbl_api *)0)->set_num_threads)), "openblas_set_num_threads");
 /* Level-1 CBLAS has no enums: identical types. */
 _Static_assert(__builtin_types_compatible_p(__typeof__(&cblas_ddot), cbl_ddot_fn), "ddot");
 _Static_assert(__builtin_types_compatible_p(__typeof__(&cblas_daxpy), cbl_daxpy_fn), "daxpy");
