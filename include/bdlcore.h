@@ -418,7 +418,9 @@ typedef struct bdl_layer_statistics bdl_layer_statistics;
 
 /**
  * Backpropagates K vectors per example, V (n, K, C), through the network and keeps, for each
- * linear-map layer, its a and g. No Jacobian is formed.
+ * linear-map layer, its a and g. No Jacobian is formed. A big batch (≥ 2^23 forward
+ * multiply-adds times K) is computed in one contiguous shard of examples per OpenBLAS thread
+ * (see "Threading"); bdl_layer_statistics_get copies the shards out in parallel, in order.
  * @param[out] out_statistics  new handle; free with bdl_layer_statistics_free
  * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL, n < 1, K < 1, overflow); BDL_NON_FINITE_INPUT
  *         (X or V); BDL_OUT_OF_MEMORY.

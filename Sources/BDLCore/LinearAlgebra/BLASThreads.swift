@@ -74,7 +74,7 @@ enum BLASThreads {
       let run = { (worker: Int) in
         do throws(BDLError) { try work(worker) } catch { failures[worker] = error }
       }
-      var threads: [pthread_t?] = []
+      var threads: [pthread_t] = []
       for worker in 1..<workers {
         let job = Unmanaged.passRetained(Job { run(worker) })
         var thread = pthread_t()
@@ -90,7 +90,7 @@ enum BLASThreads {
         }
       }
       run(0)
-      for case let thread? in threads { pthread_join(thread, nil) }
+      for thread in threads { pthread_join(thread, nil) }
     }
     if let failure = failures.first(where: { $0 != nil }) ?? nil { throw failure }
   }

@@ -677,6 +677,10 @@ class Sequential(_OwnedHandle):
         columns of the output-Hessian square root they give the GGN, K-FAC factors
         (A = Σ a aᵀ, B = Σ g gᵀ) and per-example gradients for influence scores.
 
+        A big batch (≥ 2²³ forward multiply-adds times K) is computed in one contiguous shard of
+        examples per OpenBLAS thread and copied into the arrays shard by shard; the values are
+        the same as computed in one piece.
+
         Args:
             X: (N, *input_shape).
             V: (N, K, C), K ≥ 1.
