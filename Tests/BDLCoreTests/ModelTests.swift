@@ -207,6 +207,28 @@ struct ModelTests {
     #expect(throws: BDLError.self) { try model.shardedBackward(randomBatch(model, n: 3, seed: 75), vectors: Tensor(shape: [2, 1, model.outputCount])) }
   }
 
+  @Test("a convolution's in-place recording backward equals outputGradients + backward")
+  func convolutionRecordingBackward() throws {
+    for conv in [try Conv2d(2, 3, kernelSize: 3, padding: 1), try Conv2d(3, 4, kernelSize: 2, stride: 2, bias: false)] {
+      let inputShape = [conv.inChannels, 6, 5]
+      let outputShape = try conv.outputShape(forInput: inputShape)
+      var rng = SeededGenerator(seed: 76)
+      let parameters = rng.vector(conv.parameterCount)
+      let x = try Tensor(shape: [3] + inputShape, elements: rng.vector(3 * inputShape.reduce(1, *)))
+      let g = try Tensor(shape: [3, 2] + outputShape, elements: rng.vector(6 * outputShape.reduce(1, *)))
+      try parameters.withUnsafeBufferPointer { p throws(BDLError) in
+        let cache = try conv.forward(x, parameters: p).cache
+        let expected = (conv.outputGradients(g), try conv.backward(g, cache: cache, inputShape: inputShape, parameters: p))
+        let recorded = try conv.recordingBackward(g, cache: cache, inputShape: inputShape, parameters: p, inputGradient: true)
+        #expect(recorded.outputGradients == expected.0)
+        #expect(recorded.inputGradient?.shape == expected.1.shape)
+        expectClose(recorded.inputGradient?.elements ?? [], expected.1.elements, tolerance: 1e-14, "input gradient of \(conv)")
+        let recordOnly = try conv.recordingBackward(g, cache: cache, inputShape: inputShape, parameters: p, inputGradient: false)
+        #expect(recordOnly.outputGradients == expected.0 && recordOnly.inputGradient == nil)
+      }
+    }
+  }
+
   @Test("shapes are checked when a network is built, naming the layer")
   func badArchitectures() throws {
     #expect {

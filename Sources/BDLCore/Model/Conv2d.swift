@@ -176,49 +176,103 @@ public struct Conv2d: LinearMapLayer {
 
   public func layerInputs(cache: Tensor) -> Tensor { cache }
 
+  /// Records g as `outputGradients` does but in place — each (C_out × R) block of the consumed
+  /// gradient transposed to (R × C_out) through a block-sized scratch — and computes the input
+  /// gradient from those rows: for the backward of K vectors through a CNN, g runs to gigabytes
+  /// of which this saves a second copy.
+  public func recordingBackward(
+    _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>,
+    inputGradient: Bool
+  ) throws(BDLError) -> (outputGradients: Tensor, inputGradient: Tensor?) {
+    let n = g.shape[0], k = g.shape[1], positions = g.shape[3] * g.shape[4], channels = outChannels
+    var rows = consume g
+    rows.elements.withUnsafeMutableBufferPointer { gp in
+      var scratch = [Double](repeating: 0, count: channels * positions)
+      scratch.withUnsafeMutableBufferPointer { block in
+        for index in 0..<(n * k) {
+          let base = gp.baseAddress! + index * channels * positions
+          block.baseAddress!.update(from: base, count: channels * positions)
+          var write = base
+          for r in 0..<positions {
+            var read = block.baseAddress! + r
+            for _ in 0..<channels {
+              write.pointee = read.pointee
+              write += 1
+              read += positions
+            }
+          }
+        }
+      }
+    }
+    let recorded = rows.reshaped([n, k, positions, channels])
+    guard inputGradient else { return (recorded, nil) }
+    let dx = try recorded.elements.withUnsafeBufferPointer { gp throws(BDLError) in
+      try self.inputGradient(gp.baseAddress!, examples: n, vectors: k, positionMajor: true, inputShape: inputShape, parameters: parameters)
+    }
+    return (recorded, dx)
+  }
+
   public func backward(
     _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>
   ) throws(BDLError) -> Tensor {
-    let n = g.shape[0], k = g.shape[1]
+    let (n, k) = (g.shape[0], g.shape[1])
+    return try g.elements.withUnsafeBufferPointer { gp throws(BDLError) in
+      try inputGradient(gp.baseAddress!, examples: n, vectors: k, positionMajor: false, inputShape: inputShape, parameters: parameters)
+    }
+  }
+
+  /// ∂/∂x from the output gradient of N·K blocks (example, vector), each C_out × R channel-major
+  /// (NCHW) or, with `positionMajor`, R × C_out. In chunks of blocks: G (C_out × chunk·R), one
+  /// gemm Wᵀ·G gives ∂/∂patches transposed (patch × chunk·R), and col2im adds every patch entry
+  /// back to its pixel. Channel-major blocks are first gathered into G; position-major ones are
+  /// Gᵀ already, which the gemm reads transposed. Chunks bound the scratch to a few MB.
+  private func inputGradient(
+    _ gp: UnsafePointer<Double>?, examples n: Int, vectors k: Int, positionMajor: Bool, inputShape: [Int],
+    parameters: UnsafeBufferPointer<Double>
+  ) throws(BDLError) -> Tensor {
     let geo = geometry(inputShape[...])
     let patch = inputDimension, positions = geo.positions, blocks = n * k
-    // In chunks of blocks (example, vector): gather the chunk's gradients channel-major,
-    // G (C_out × chunk·R), one gemm Wᵀ·G gives ∂/∂patches transposed (patch × chunk·R), and col2im
-    // adds every patch entry back to its pixel. Chunks bound the scratch to a few MB.
     var dx = Tensor(shape: [n, k] + inputShape)
-    if blocks * positions == 0 { return dx }
+    guard blocks * positions > 0, let gp else { return dx }
     let chunk = max(1, min(blocks, (1 << 19) / max(positions * max(patch, outChannels), 1)))
     // Both fully overwritten before being read (copies, then gemm with β = 0).
-    var gathered = [Double](unsafeUninitializedCapacity: outChannels * chunk * positions) { _, n in n = outChannels * chunk * positions }
+    let gatheredCount = positionMajor ? 0 : outChannels * chunk * positions
+    var gathered = [Double](unsafeUninitializedCapacity: gatheredCount) { _, n in n = gatheredCount }
     var patches = [Double](unsafeUninitializedCapacity: patch * chunk * positions) { _, n in n = patch * chunk * positions }
     let imageSize = inputShape.reduce(1, *)
-    try g.elements.withUnsafeBufferPointer { gp throws(BDLError) in
-      try gathered.withUnsafeMutableBufferPointer { gb throws(BDLError) in
-        try patches.withUnsafeMutableBufferPointer { pb throws(BDLError) in
-          try dx.elements.withUnsafeMutableBufferPointer { xp throws(BDLError) in
-            for start in Swift.stride(from: 0, to: blocks, by: chunk) {
-              let count = min(chunk, blocks - start), width = count * positions
+    try gathered.withUnsafeMutableBufferPointer { gb throws(BDLError) in
+      try patches.withUnsafeMutableBufferPointer { pb throws(BDLError) in
+        try dx.elements.withUnsafeMutableBufferPointer { xp throws(BDLError) in
+          for start in Swift.stride(from: 0, to: blocks, by: chunk) {
+            let count = min(chunk, blocks - start), width = count * positions
+            let chunkRows = gp + start * outChannels * positions
+            if positionMajor {
+              try BLAS.gemm(
+                transposeA: true, transposeB: true, m: patch, n: width, k: outChannels, alpha: 1,
+                a: parameters.baseAddress!, lda: patch, b: chunkRows, ldb: outChannels, beta: 0,
+                c: pb.baseAddress!, ldc: width)
+            } else {
               for b in 0..<count {
                 for c in 0..<outChannels {
                   (gb.baseAddress! + c * width + b * positions).update(
-                    from: gp.baseAddress! + ((start + b) * outChannels + c) * positions, count: positions)
+                    from: chunkRows + (b * outChannels + c) * positions, count: positions)
                 }
               }
               try BLAS.gemm(
                 transposeA: true, transposeB: false, m: patch, n: width, k: outChannels, alpha: 1,
                 a: parameters.baseAddress!, lda: patch, b: gb.baseAddress!, ldb: width, beta: 0,
                 c: pb.baseAddress!, ldc: width)
-              for b in 0..<count {
-                let image = xp.baseAddress! + (start + b) * imageSize
-                let source = pb.baseAddress! + b * positions
-                let step = stride
-                forEachPatchRun(geo) { column, position, input, runLength in
-                  var read = source + column * width + position, write = image + input
-                  for _ in 0..<runLength {
-                    write.pointee += read.pointee
-                    read += 1
-                    write += step
-                  }
+            }
+            for b in 0..<count {
+              let image = xp.baseAddress! + (start + b) * imageSize
+              let source = pb.baseAddress! + b * positions
+              let step = stride
+              forEachPatchRun(geo) { column, position, input, runLength in
+                var read = source + column * width + position, write = image + input
+                for _ in 0..<runLength {
+                  write.pointee += read.pointee
+                  read += 1
+                  write += step
                 }
               }
             }

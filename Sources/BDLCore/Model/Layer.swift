@@ -54,6 +54,25 @@ public protocol LinearMapLayer: Layer {
   /// The output-gradients g, shaped (N, K, R, d_out), from the gradient with respect to the
   /// layer's output (N, K, output…).
   func outputGradients(_ g: Tensor) -> Tensor
+  /// `outputGradients(g)` and, when `inputGradient`, `backward(g, …)` in one step: what a
+  /// network's backward pass records for this layer and passes on. The default calls the two; a
+  /// layer whose g needs rearranging (a convolution) rearranges it in place and computes the
+  /// input gradient from the rearranged copy, so no second buffer of g's size is allocated.
+  func recordingBackward(
+    _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>,
+    inputGradient: Bool
+  ) throws(BDLError) -> (outputGradients: Tensor, inputGradient: Tensor?)
+}
+
+extension LinearMapLayer {
+  public func recordingBackward(
+    _ g: consuming Tensor, cache: Tensor, inputShape: [Int], parameters: UnsafeBufferPointer<Double>,
+    inputGradient: Bool
+  ) throws(BDLError) -> (outputGradients: Tensor, inputGradient: Tensor?) {
+    let recorded = outputGradients(g)
+    guard inputGradient else { return (recorded, nil) }
+    return (recorded, try backward(g, cache: cache, inputShape: inputShape, parameters: parameters))
+  }
 }
 
 /// PyTorch's default initialisation of a linear map: W and b ~ U(−1/√fan_in, 1/√fan_in)

@@ -188,12 +188,14 @@ public struct Sequential: Sendable {
         let layer = layers[index]
         let slice = UnsafeBufferPointer(rebasing: p[parameterRange(ofLayer: index)])
         gradient = gradient.reshaped([pass.batchSize, k] + shapes[index + 1])
+        // The gradient with respect to the network input (index 0) is not needed.
         if let map = layer as? any LinearMapLayer {
+          let (recorded, inputGradient) = try map.recordingBackward(
+            consume gradient, cache: pass.caches[index], inputShape: shapes[index], parameters: slice, inputGradient: index > 0)
           statistics.append(LayerStatistics(
-            layerIndex: index, inputs: map.layerInputs(cache: pass.caches[index]),
-            outputGradients: map.outputGradients(gradient), hasBias: map.hasBias))
-        }
-        if index > 0 {  // the gradient with respect to the network input is not needed
+            layerIndex: index, inputs: map.layerInputs(cache: pass.caches[index]), outputGradients: recorded, hasBias: map.hasBias))
+          gradient = inputGradient ?? Tensor(shape: [0])
+        } else if index > 0 {
           gradient = try layer.backward(consume gradient, cache: pass.caches[index], inputShape: shapes[index], parameters: slice)
         }
       }
