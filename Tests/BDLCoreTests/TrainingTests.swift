@@ -9,18 +9,7 @@ struct TrainingTests {
     var rng = SeededGenerator(seed: 400)
     let f = try Tensor(shape: [2, 4], elements: rng.vector(8))
     let likelihood = CategoricalLikelihood()
-    let p = likelihood.probabilities(f)
-    let s = likelihood.hessianSquareRoot(f)
-    for n in 0..<2 {
-      for a in 0..<4 {
-        for b in 0..<4 {
-          var sst = 0.0
-          for k in 0..<4 { sst += s.elements[(n * 4 + k) * 4 + a] * s.elements[(n * 4 + k) * 4 + b] }
-          let lambda = (a == b ? p.elements[n * 4 + a] : 0) - p.elements[n * 4 + a] * p.elements[n * 4 + b]
-          #expect(abs(sst - lambda) < 1e-15)
-        }
-      }
-    }
+    expectCategoricalRoot(likelihood.hessianSquareRoot(f), of: likelihood.probabilities(f))
     let targets = Targets.classes([1, 3])
     let g = try likelihood.outputGradient(f, targets)
     for i in 0..<8 {
@@ -41,19 +30,9 @@ struct TrainingTests {
     // Random logits, then rows whose last or first class holds almost all the mass.
     let rows = rng.vector(12) + [0, 0, 0, 40] + [40, 0, 0, 0] + [-40, 0, 0, 0]
     let f = try Tensor(shape: [6, 4], elements: rows)
-    let p = likelihood.probabilities(f)
     let r = likelihood.reducedHessianSquareRoot(f)
     #expect(r.shape == [6, 3, 4])
-    for n in 0..<6 {
-      for a in 0..<4 {
-        for b in 0..<4 {
-          var rrt = 0.0
-          for k in 0..<3 { rrt += r.elements[(n * 3 + k) * 4 + a] * r.elements[(n * 3 + k) * 4 + b] }
-          let lambda = (a == b ? p.elements[n * 4 + a] : 0) - p.elements[n * 4 + a] * p.elements[n * 4 + b]
-          #expect(abs(rrt - lambda) < 1e-15, "example \(n), entry (\(a), \(b)): \(rrt) vs \(lambda)")
-        }
-      }
-    }
+    expectCategoricalRoot(r, of: likelihood.probabilities(f))
     let single = try Tensor(shape: [2, 1], elements: [0.3, -2])
     #expect(likelihood.reducedHessianSquareRoot(single) == likelihood.hessianSquareRoot(single))
     let gaussian = try GaussianLikelihood(sigma: 0.5)
@@ -158,5 +137,20 @@ struct TrainingTests {
     for i in huge.elements.indices { huge.elements[i] *= 1e150 }
     #expect(throws: BDLError.self) { try model.train(inputs: huge, targets: .classes([0, 1, 1, 0]), likelihood: CategoricalLikelihood(), options: options) }
     #expect(model.parameters == trained)
+  }
+}
+
+/// Checks that the vectors V (N, K, C) of every example satisfy Σ_k v·vᵀ = diag(p) − p·pᵀ.
+func expectCategoricalRoot(_ v: Tensor, of p: Tensor, sourceLocation: SourceLocation = #_sourceLocation) {
+  let (n, k, c) = (v.shape[0], v.shape[1], v.shape[2])
+  for example in 0..<n {
+    for a in 0..<c {
+      for b in 0..<c {
+        var sum = 0.0
+        for vector in 0..<k { sum += v.elements[(example * k + vector) * c + a] * v.elements[(example * k + vector) * c + b] }
+        let lambda = (a == b ? p.elements[example * c + a] : 0) - p.elements[example * c + a] * p.elements[example * c + b]
+        #expect(abs(sum - lambda) < 1e-15, "example \(example), entry (\(a), \(b)): \(sum) vs \(lambda)", sourceLocation: sourceLocation)
+      }
+    }
   }
 }
