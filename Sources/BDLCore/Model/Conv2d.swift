@@ -151,25 +151,30 @@ public struct Conv2d: LinearMapLayer {
     return (y, cols)
   }
 
-  /// (N, K, C_out, H_out, W_out) → (N, K, R, C_out): the output-gradients g_r as rows. Written
-  /// row by row (contiguous writes), reading C_out sequential streams.
+  /// (N, K, C_out, H_out, W_out) → (N, K, R, C_out): the output-gradients g_r as rows.
   public func outputGradients(_ g: Tensor) -> Tensor {
     let n = g.shape[0], k = g.shape[1], positions = g.shape[3] * g.shape[4], channels = outChannels
     return try! Tensor(shape: [n, k, positions, channels]) { out throws(BDLError) in
       g.elements.withUnsafeBufferPointer { gp in
         for block in 0..<(n * k) {
-          let source = gp.baseAddress! + block * channels * positions
-          let target = out.baseAddress! + block * channels * positions
-          var write = target
-          for r in 0..<positions {  // wrapping index arithmetic: in bounds by construction
-            var read = source + r
-            for _ in 0..<channels {
-              write.pointee = read.pointee
-              write += 1
-              read += positions
-            }
-          }
+          Self.positionsAsRows(gp.baseAddress! + block * channels * positions, into: out.baseAddress! + block * channels * positions, channels: channels, positions: positions)
         }
+      }
+    }
+  }
+
+  /// One (example, vector) block of g, C_out × R channel-major, written as R rows of C_out: row by
+  /// row (contiguous writes), reading C_out sequential streams. Source and target must not overlap.
+  private static func positionsAsRows(
+    _ source: UnsafePointer<Double>, into target: UnsafeMutablePointer<Double>, channels: Int, positions: Int
+  ) {
+    var write = target
+    for r in 0..<positions {  // wrapping index arithmetic: in bounds by construction
+      var read = source + r
+      for _ in 0..<channels {
+        write.pointee = read.pointee
+        write += 1
+        read += positions
       }
     }
   }
@@ -192,15 +197,7 @@ public struct Conv2d: LinearMapLayer {
         for index in 0..<(n * k) {
           let base = gp.baseAddress! + index * channels * positions
           block.baseAddress!.update(from: base, count: channels * positions)
-          var write = base
-          for r in 0..<positions {
-            var read = block.baseAddress! + r
-            for _ in 0..<channels {
-              write.pointee = read.pointee
-              write += 1
-              read += positions
-            }
-          }
+          Self.positionsAsRows(block.baseAddress!, into: base, channels: channels, positions: positions)
         }
       }
     }
