@@ -270,7 +270,20 @@ struct KFACTests {
         try accumulator.add(inputs: Tensor(shape: [11, 1, 3], repeating: 1), outputGradients: g)
       }
     }
+    // Finite entries whose squares overflow: the Gram is not finite, so the batch is refused.
+    #expect(throws: BDLError.nonFiniteInput("a: its sums of squares overflow to ∞ (entries too large for Σ aaᵀ in Double)")) {
+      try accumulator.add(inputs: Tensor(shape: [4, 1, 3], repeating: 1e200), outputGradients: Tensor(shape: [4, 1, 1, 2], repeating: 1))
+    }
     #expect(accumulator == before)
+    // Reduce: a non-finite entry survives pooling over positions; the error names it in the caller's a.
+    let freshReduce = try KFACLayerAccumulator(inputDimension: 3, outputDimension: 2, hasBias: true, approximation: .reduce)
+    var reduce = freshReduce
+    var pooledNaN = Tensor(shape: [4, 2, 3], repeating: 1)
+    pooledNaN.elements[13] = .nan
+    #expect(throws: BDLError.nonFiniteInput("a: entry 13 is nan; all entries must be finite")) {
+      try reduce.add(inputs: pooledNaN, outputGradients: Tensor(shape: [4, 1, 2, 2], repeating: 1))
+    }
+    #expect(reduce == freshReduce)
     #expect(throws: BDLError.self) { try KFACLayerAccumulator(inputDimension: 0, outputDimension: 2, hasBias: true, approximation: .reduce) }
     // K is fixed by the first batch: a later batch or a merge with another K is refused.
     try accumulator.add(inputs: Tensor(shape: [2, 1, 3], repeating: 1), outputGradients: Tensor(shape: [2, 2, 1, 2], repeating: 1))

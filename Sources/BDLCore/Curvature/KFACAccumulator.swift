@@ -21,10 +21,16 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
   public let outputDimension: Int
   public let hasBias: Bool
   public let approximation: KFACApproximation
+  /// The lower triangles of Σ a aᵀ and Σ g gᵀ, upper triangles kept zero. A batch's syrk writes
+  /// only the lower half, so the sums are mirrored once when read (`inputSum`,
+  /// `outputGradientSum`) rather than after every batch: mirroring is a transposing pass over
+  /// d² entries that would otherwise follow each syrk.
+  var inputLower: Matrix
+  var outputGradientLower: Matrix
   /// Σ a aᵀ over the rows counted in `inputRows` (positions for expand, examples for reduce).
-  public internal(set) var inputSum: Matrix
+  public var inputSum: Matrix { inputLower.mirroringLower() }
   /// Σ g gᵀ — B itself (a sum, DESIGN.md §4).
-  public internal(set) var outputGradientSum: Matrix
+  public var outputGradientSum: Matrix { outputGradientLower.mirroringLower() }
   /// Rows behind `inputSum`: N·R for expand, N for reduce.
   public internal(set) var inputRows: Int = 0
   /// Examples seen.
@@ -43,8 +49,8 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
     self.outputDimension = outputDimension
     self.hasBias = hasBias
     self.approximation = approximation
-    self.inputSum = Matrix(rows: inputDimension, columns: inputDimension)
-    self.outputGradientSum = Matrix(rows: outputDimension, columns: outputDimension)
+    self.inputLower = Matrix(rows: inputDimension, columns: inputDimension)
+    self.outputGradientLower = Matrix(rows: outputDimension, columns: outputDimension)
   }
 
   /// Adds a batch: a (N, R, d_in) and g (N, K, R, d_out), as `Sequential.backward` produces.
@@ -101,19 +107,16 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
     guard vectorsPerExample == 0 || recorded == vectorsPerExample else {
       throw .shapeMismatch("K-FAC: g has K = \(recorded) vectors per example; earlier batches had \(vectorsPerExample)")
     }
-    if checkingFinite {
-      try Validation.requireFinite(a, "a")
-      try Validation.requireFinite(g, "g")
-    }
     if n == 0 { return }
+    let original = checkingFinite ? (a: a, g: g) : nil
     switch approximation {
     case .expand:
-      try inputSum.addGram(of: a, rows: n * r, columns: inputDimension)
-      try outputGradientSum.addGram(of: g, rows: n * k * r, columns: outputDimension)
+      try addGrams(inputs: a, rows: n * r, outputGradients: g, rows: n * k * r, checking: original)
       inputRows += n * r
     case .reduce:
       // â_n = mean over positions, ĝ_{n,k} = sum over positions: contiguous row sums through
-      // raw pointers (the inner loops vectorise), then the Grams over N and N·K rows.
+      // raw pointers (the inner loops vectorise), then the Grams over N and N·K rows. A
+      // non-finite entry stays non-finite in the pooled rows, where the check finds it.
       let (dIn, dOut) = (inputDimension, outputDimension)
       var pooledInputs = [Double](repeating: 0, count: n * dIn)
       var pooledGradients = [Double](repeating: 0, count: n * k * dOut)
@@ -137,12 +140,52 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
           }
         }
       }
-      try pooledInputs.withUnsafeBufferPointer { p throws(BDLError) in try inputSum.addGram(of: p, rows: n, columns: inputDimension) }
-      try pooledGradients.withUnsafeBufferPointer { p throws(BDLError) in try outputGradientSum.addGram(of: p, rows: n * k, columns: outputDimension) }
+      try pooledInputs.withUnsafeBufferPointer { pa throws(BDLError) in
+        try pooledGradients.withUnsafeBufferPointer { pg throws(BDLError) in
+          try addGrams(inputs: pa, rows: n, outputGradients: pg, rows: n * k, checking: original)
+        }
+      }
       inputRows += n
     }
     examples += n
     vectorsPerExample = recorded
+  }
+
+  /// Adds the Grams XᵀX of the input rows x and of the output-gradient rows y (as given for
+  /// expand, pooled for reduce) to the sums. With `original` (the caller's a and g) both batches
+  /// are checked finite first, so that a failure leaves both sums as they were.
+  ///
+  /// The check: when X has at least as many rows as columns, XᵀX is formed in scratch and its
+  /// diagonal Σ_r x_rj² is read. It is finite exactly when every entry of X is finite and no sum of
+  /// squares overflows, and reading d values replaces a scan of rows·d (megabytes per batch; the
+  /// scratch costs d²). Then `original` is scanned only to name the offending entry. A wide X is
+  /// scanned directly and its Gram added by one syrk straight into the sum.
+  private mutating func addGrams(
+    inputs x: UnsafeBufferPointer<Double>, rows xRows: Int, outputGradients y: UnsafeBufferPointer<Double>, rows yRows: Int,
+    checking original: (a: UnsafeBufferPointer<Double>, g: UnsafeBufferPointer<Double>)?
+  ) throws(BDLError) {
+    func checkedGram(_ x: UnsafeBufferPointer<Double>, _ rows: Int, _ columns: Int, _ original: UnsafeBufferPointer<Double>?, _ name: String) throws(BDLError) -> Matrix? {
+      guard let original else { return nil }
+      guard rows >= columns else {
+        try Validation.requireFinite(original, name)
+        return nil
+      }
+      var gram = Matrix(rows: columns, columns: columns)
+      try gram.addLowerGram(of: x, rows: rows)
+      if (0..<columns).contains(where: { !gram.elements[$0 * columns + $0].isFinite }) {
+        try Validation.requireFinite(original, name)
+        throw .nonFiniteInput("\(name): its sums of squares overflow to ∞ (entries too large for Σ \(name)\(name)ᵀ in Double)")
+      }
+      return gram
+    }
+    let inputGram = try checkedGram(x, xRows, inputDimension, original?.a, "a")
+    let outputGradientGram = try checkedGram(y, yRows, outputDimension, original?.g, "g")
+    if let inputGram { try inputLower.add(inputGram) } else { try inputLower.addLowerGram(of: x, rows: xRows) }
+    if let outputGradientGram {
+      try outputGradientLower.add(outputGradientGram)
+    } else {
+      try outputGradientLower.addLowerGram(of: y, rows: yRows)
+    }
   }
 
   /// The accumulator of the union of this one's data and `other`'s.
@@ -154,8 +197,8 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
       throw .shapeMismatch("K-FAC merge: layers differ (d_in \(inputDimension)/\(other.inputDimension), d_out \(outputDimension)/\(other.outputDimension), bias \(hasBias)/\(other.hasBias), \(approximation)/\(other.approximation), K \(vectorsPerExample)/\(other.vectorsPerExample))")
     }
     var result = self
-    try result.inputSum.add(other.inputSum)
-    try result.outputGradientSum.add(other.outputGradientSum)
+    try result.inputLower.add(other.inputLower)
+    try result.outputGradientLower.add(other.outputGradientLower)
     result.inputRows += other.inputRows
     result.examples += other.examples
     result.vectorsPerExample = max(vectorsPerExample, other.vectorsPerExample)
@@ -175,20 +218,37 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
 
 extension Matrix {
   /// self += XᵀX for X given as `rows` × `columns` row-major entries (dsyrk, lower triangle, then
-  /// mirrored), the BLAS-3 kernel of every K-FAC factor.
+  /// mirrored), the BLAS-3 kernel of the dense GGN.
   mutating func addGram(of x: [Double], rows: Int, columns: Int) throws(BDLError) {
-    try x.withUnsafeBufferPointer { p throws(BDLError) in try addGram(of: p, rows: rows, columns: columns) }
+    precondition(self.rows == columns && self.columns == columns && x.count == rows * columns, "internal: Gram shapes")
+    try x.withUnsafeBufferPointer { p throws(BDLError) in try addLowerGram(of: p, rows: rows) }
+    fillUpperFromLower()
   }
 
-  /// The same on borrowed memory.
-  mutating func addGram(of x: UnsafeBufferPointer<Double>, rows: Int, columns: Int) throws(BDLError) {
-    precondition(self.rows == columns && self.columns == columns && x.count == rows * columns, "internal: Gram shapes")
+  /// The lower triangle of self += XᵀX for X given as `rows` × n row-major entries, n = self's
+  /// order (one dsyrk); the upper triangle is not touched. The BLAS-3 kernel of every K-FAC factor.
+  mutating func addLowerGram(of x: UnsafeBufferPointer<Double>, rows: Int) throws(BDLError) {
+    precondition(self.rows == columns && x.count == rows * columns, "internal: Gram shapes")
     if rows == 0 { return }
+    let n = columns
     try elements.withUnsafeMutableBufferPointer { cp throws(BDLError) in
       try BLAS.syrkLower(
-        transpose: true, n: columns, k: rows, alpha: 1, a: x.baseAddress!, lda: columns, beta: 1,
-        c: cp.baseAddress!, ldc: columns)
+        transpose: true, n: n, k: rows, alpha: 1, a: x.baseAddress!, lda: n, beta: 1,
+        c: cp.baseAddress!, ldc: n)
     }
-    fillUpperFromLower()
+  }
+
+  /// A copy with the upper triangle set to zero.
+  func lowerTriangle() -> Matrix {
+    var copy = self
+    for i in 0..<rows { for j in (i + 1)..<columns { copy.elements[i * columns + j] = 0 } }
+    return copy
+  }
+
+  /// A copy with the lower triangle mirrored onto the upper one.
+  func mirroringLower() -> Matrix {
+    var copy = self
+    copy.fillUpperFromLower()
+    return copy
   }
 }

@@ -84,8 +84,8 @@ extension KFACLayerAccumulator {
   mutating func restore(inputSum: [Double], outputGradientSum: [Double], inputRows: Int, examples: Int, vectorsPerExample: Int) throws(BDLError) {
     try Validation.requireFinite(inputSum, "Σaaᵀ")
     try Validation.requireFinite(outputGradientSum, "Σggᵀ")
-    self.inputSum = try Matrix(rows: inputDimension, columns: inputDimension, elements: inputSum)
-    self.outputGradientSum = try Matrix(rows: outputDimension, columns: outputDimension, elements: outputGradientSum)
+    self.inputLower = try Matrix(rows: inputDimension, columns: inputDimension, elements: inputSum).lowerTriangle()
+    self.outputGradientLower = try Matrix(rows: outputDimension, columns: outputDimension, elements: outputGradientSum).lowerTriangle()
     self.inputRows = inputRows
     self.examples = examples
     self.vectorsPerExample = vectorsPerExample
