@@ -32,7 +32,10 @@
  * once, each calling OpenBLAS single-threaded: for the duration, bdlcore sets
  * OpenBLAS's process-wide thread count to 1 (so other threads' calls into the same OpenBLAS are
  * single-threaded meanwhile) and restores the previous count afterwards. Results depend on T
- * only through rounding; for a given T they are reproducible.
+ * only through rounding; for a given T they are reproducible. Outside those passes, the
+ * memory-bound loops of one big batch (pooling, activations, im2col and the convolutions' layout
+ * changes, writing ≥ 2^20 doubles) run in T pieces on T threads in the same way; their results
+ * do not depend on T.
  *
  * BLAS kernel selection
  * ---------------------
@@ -418,9 +421,9 @@ typedef struct bdl_layer_statistics bdl_layer_statistics;
 
 /**
  * Backpropagates K vectors per example, V (n, K, C), through the network and keeps, for each
- * linear-map layer, its a and g. No Jacobian is formed. A big batch (≥ 2^23 forward
- * multiply-adds times K) is computed in one contiguous shard of examples per OpenBLAS thread
- * (see "Threading"); bdl_layer_statistics_get copies the shards out in parallel, in order.
+ * linear-map layer, its a and g. No Jacobian is formed. Read them in place with
+ * bdl_layer_statistics_data (no copy: for K vectors through a CNN they run to gigabytes) or copy
+ * them with bdl_layer_statistics_get.
  * @param[out] out_statistics  new handle; free with bdl_layer_statistics_free
  * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL, n < 1, K < 1, overflow); BDL_NON_FINITE_INPUT
  *         (X or V); BDL_OUT_OF_MEMORY.
@@ -465,6 +468,15 @@ BDL_API bdl_status bdl_layer_statistics_shape(const bdl_layer_statistics *statis
 BDL_API bdl_status bdl_layer_statistics_get(const bdl_layer_statistics *statistics, int64_t index,
                                             double *out_a, int64_t a_capacity, double *out_g,
                                             int64_t g_capacity);
+
+/**
+ * Entry `index`'s a (n·R·d_in doubles) and g (n·K·R·d_out doubles) in place, row-major in the
+ * shapes bdl_layer_statistics_shape gives: pointers into the statistics, valid until
+ * bdl_layer_statistics_free and read-only (the handle never changes them). Either out pointer
+ * may be NULL to skip it.
+ */
+BDL_API bdl_status bdl_layer_statistics_data(const bdl_layer_statistics *statistics, int64_t index,
+                                             const double **out_a, const double **out_g);
 
 /** Optimisers. */
 enum { BDL_OPTIMIZER_ADAM = 1, BDL_OPTIMIZER_SGD = 2 };

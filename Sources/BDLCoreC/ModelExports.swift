@@ -9,10 +9,11 @@ final class ModelHandle: @unchecked Sendable {
   init(_ model: Sequential) { self.model = model }
 }
 
-/// The statistics behind a `bdl_layer_statistics*`.
+/// The statistics behind a `bdl_layer_statistics*`: never changed after creation, so pointers
+/// into them (`bdl_layer_statistics_data`) stay valid until the handle is freed.
 final class StatisticsHandle: Sendable {
-  let statistics: ShardedStatistics
-  init(_ statistics: ShardedStatistics) { self.statistics = statistics }
+  let statistics: [Sequential.LayerStatistics]
+  init(_ statistics: [Sequential.LayerStatistics]) { self.statistics = statistics }
 }
 
 private func modelHandle(_ handle: OpaquePointer?) throws(BDLError) -> ModelHandle {
@@ -254,7 +255,7 @@ public func bdl_model_backward_vectors(
     let out = try Arguments.output(outStatistics, "out_statistics")
     let m = try modelHandle(model).model
     let (x, v) = try backwardArguments(m, X, n, V, k)
-    out.pointee = Handles.make(StatisticsHandle(try m.shardedBackward(x, vectors: v)), kind: .layerStatistics)
+    out.pointee = Handles.make(StatisticsHandle(try m.backward(m.forwardPass(x), vectors: v)), kind: .layerStatistics)
   }
 }
 
@@ -266,18 +267,18 @@ public func bdl_layer_statistics_free(_ statistics: OpaquePointer!) {
 @c @implementation
 public func bdl_layer_statistics_count(_ statistics: OpaquePointer!, _ outCount: UnsafeMutablePointer<Int64>!) -> bdl_status {
   exported { () throws(BDLError) in
-    let count = try statisticsHandle(statistics).statistics.layerCount
+    let count = try statisticsHandle(statistics).statistics.count
     try Arguments.output(outCount, "out_count").pointee = Int64(count)
   }
 }
 
-/// The statistics of a handle and a checked layer position in them.
-private func layer(_ statistics: OpaquePointer?, _ index: Int64) throws(BDLError) -> (ShardedStatistics, Int) {
+/// Entry `index` of a statistics handle, checked.
+private func layer(_ statistics: OpaquePointer?, _ index: Int64) throws(BDLError) -> Sequential.LayerStatistics {
   let s = try statisticsHandle(statistics).statistics
-  guard index >= 0, index < Int64(s.layerCount) else {
-    throw .invalidArgument("index = \(index); the statistics hold \(s.layerCount) layers")
+  guard index >= 0, index < Int64(s.count) else {
+    throw .invalidArgument("index = \(index); the statistics hold \(s.count) layers")
   }
-  return (s, Int(index))
+  return s[Int(index)]
 }
 
 @c @implementation
@@ -288,15 +289,15 @@ public func bdl_layer_statistics_shape(
   _ outDOut: UnsafeMutablePointer<Int64>!, _ outHasBias: UnsafeMutablePointer<Int32>!
 ) -> bdl_status {
   exported { () throws(BDLError) in
-    let (s, i) = try layer(statistics, index)
-    let shape = s.shape(ofLayer: i)
-    outLayer?.pointee = Int64(shape.layerIndex)
-    outN?.pointee = Int64(shape.n)
-    outK?.pointee = Int64(shape.k)
-    outPositions?.pointee = Int64(shape.positions)
-    outDIn?.pointee = Int64(shape.dIn)
-    outDOut?.pointee = Int64(shape.dOut)
-    outHasBias?.pointee = shape.hasBias ? 1 : 0
+    let s = try layer(statistics, index)
+    let g = s.outputGradients.shape
+    outLayer?.pointee = Int64(s.layerIndex)
+    outN?.pointee = Int64(g[0])
+    outK?.pointee = Int64(g[1])
+    outPositions?.pointee = Int64(g[2])
+    outDIn?.pointee = Int64(s.inputs.shape[2])
+    outDOut?.pointee = Int64(g[3])
+    outHasBias?.pointee = s.hasBias ? 1 : 0
   }
 }
 
@@ -306,11 +307,25 @@ public func bdl_layer_statistics_get(
   _ aCapacity: Int64, _ outG: UnsafeMutablePointer<Double>!, _ gCapacity: Int64
 ) -> bdl_status {
   exported { () throws(BDLError) in
-    let (s, i) = try layer(statistics, index)
-    let (aCount, gCount) = s.counts(ofLayer: i)
-    let a = outA == nil ? nil : try Arguments.output(outA, capacity: aCapacity, needed: aCount, "out_a")
-    let g = outG == nil ? nil : try Arguments.output(outG, capacity: gCapacity, needed: gCount, "out_g")
-    try s.copyLayer(i, inputs: a, outputGradients: g)
+    let s = try layer(statistics, index)
+    let a = outA == nil ? nil : try Arguments.output(outA, capacity: aCapacity, needed: s.inputs.elements.count, "out_a")
+    let g = outG == nil ? nil : try Arguments.output(outG, capacity: gCapacity, needed: s.outputGradients.elements.count, "out_g")
+    a?.write(s.inputs.elements)
+    g?.write(s.outputGradients.elements)
+  }
+}
+
+@c @implementation
+public func bdl_layer_statistics_data(
+  _ statistics: OpaquePointer!, _ index: Int64, _ outA: UnsafeMutablePointer<UnsafePointer<Double>?>!,
+  _ outG: UnsafeMutablePointer<UnsafePointer<Double>?>!
+) -> bdl_status {
+  exported { () throws(BDLError) in
+    let s = try layer(statistics, index)
+    // The handle holds the arrays and never mutates them, so their storage stays where it is
+    // until the handle is freed.
+    outA?.pointee = s.inputs.elements.withUnsafeBufferPointer { $0.baseAddress }
+    outG?.pointee = s.outputGradients.elements.withUnsafeBufferPointer { $0.baseAddress }
   }
 }
 

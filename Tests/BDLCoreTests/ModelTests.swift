@@ -1,4 +1,5 @@
 @testable import BDLCore
+import Synchronization
 import Testing
 
 /// Small networks covering every layer, in the three settings (dense, convolutional, sequence).
@@ -177,34 +178,42 @@ struct ModelTests {
     expectClose(fromStatistics.elements, reference.elements, tolerance: 1e-12, "GGN")
   }
 
-  @Test("a backward in 2, 3 or 7 concurrent shards gives the serial statistics, joined or copied out", arguments: [2, 3, 7])
-  func shardedBackward(workers: Int) throws {
-    for make in TestNetworks.all.map(\.1) {
-      var model = try make()
-      try randomize(&model, seed: 72)
-      let x = randomBatch(model, n: 7, seed: 73)
-      var rng = SeededGenerator(seed: 74)
-      let v = try Tensor(shape: [7, 2, model.outputCount], elements: rng.vector(14 * model.outputCount))
-      let serial = try model.backward(model.forwardPass(x), vectors: v)
-      let sharded = try model.shardedBackward(x, vectors: v, workers: workers)
-      #expect(sharded.shards.count == workers)
-      let joined = try sharded.joined()
-      #expect(joined.count == serial.count)
-      for (i, (s, j)) in zip(serial, joined).enumerated() {
-        #expect(j.layerIndex == s.layerIndex && j.hasBias == s.hasBias)
-        #expect(j.inputs.shape == s.inputs.shape && j.outputGradients.shape == s.outputGradients.shape)
-        expectClose(j.inputs.elements, s.inputs.elements, tolerance: 1e-14, "a of layer \(i)")
-        expectClose(j.outputGradients.elements, s.outputGradients.elements, tolerance: 1e-14, "g of layer \(i)")
-        let shape = sharded.shape(ofLayer: i)
-        #expect([shape.n, shape.k, shape.positions, shape.dOut] == s.outputGradients.shape)
-        // Copying only g leaves the a destination alone.
-        var g = [Double](repeating: .nan, count: sharded.counts(ofLayer: i).outputGradients)
-        try g.withUnsafeMutableBufferPointer { gp throws(BDLError) in try sharded.copyLayer(i, inputs: nil, outputGradients: gp.baseAddress) }
-        #expect(g == j.outputGradients.elements)
-      }
+  @Test("forEachPiece covers 0..<count once, in contiguous pieces, split only for big loops")
+  func pieces() throws {
+    for (count, entries) in [(0, 0), (1, 1 << 24), (5, 10), (1000, BLASThreads.pieceThreshold), (7, 1 << 22)] {
+      let seen = Mutex([Range<Int>]())
+      BLASThreads.forEachPiece(of: count, entries: entries) { piece in seen.withLock { $0.append(piece) } }
+      let pieces = seen.withLock { $0 }.sorted { $0.lowerBound < $1.lowerBound }
+      #expect(pieces.first?.lowerBound == 0 && pieces.last?.upperBound == count, "count \(count)")
+      #expect(zip(pieces, pieces.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound }, "count \(count)")
+      let expected = entries >= BLASThreads.pieceThreshold ? min(count, BLASThreads.count) : 1
+      #expect(pieces.count == max(expected, 1), "count \(count), entries \(entries)")
     }
-    let model = try TestNetworks.mlp()
-    #expect(throws: BDLError.self) { try model.shardedBackward(randomBatch(model, n: 3, seed: 75), vectors: Tensor(shape: [2, 1, model.outputCount])) }
+  }
+
+  @Test("a backward whose loops run in pieces on the BLAS threads gives the one-thread statistics")
+  func piecewiseBackward() throws {
+    // Big enough (≥ 2²⁰ entries) for pooling, activations, layout changes and the second
+    // convolution's input gradient to be split; the reference runs where OpenBLAS has one thread.
+    var model = try Sequential(
+      [Conv2d(1, 4, kernelSize: 3, padding: 1), Activation.relu, Conv2d(4, 4, kernelSize: 3, padding: 1), Activation.gelu,
+       AvgPool2d(2), Flatten(), Linear(4 * 8 * 8, 3)],
+      inputShape: [1, 16, 16], seed: 5)
+    try randomize(&model, seed: 72)
+    let x = randomBatch(model, n: 400, seed: 73)
+    var rng = SeededGenerator(seed: 74)
+    let v = try Tensor(shape: [400, 3, 3], elements: rng.vector(3600))
+    let pieces = try model.backward(model.forwardPass(x), vectors: v)
+    var serial: [Sequential.LayerStatistics] = []
+    try BLASThreads.concurrently(2) { w throws(BDLError) in
+      if w == 0 { serial = try model.backward(model.forwardPass(x), vectors: v) }
+    }
+    #expect(serial.count == pieces.count)
+    for (i, (s, p)) in zip(serial, pieces).enumerated() {
+      #expect(p.inputs.shape == s.inputs.shape && p.outputGradients.shape == s.outputGradients.shape)
+      expectClose(p.inputs.elements, s.inputs.elements, tolerance: 1e-13, "a of layer \(i)")
+      expectClose(p.outputGradients.elements, s.outputGradients.elements, tolerance: 1e-13, "g of layer \(i)")
+    }
   }
 
   @Test("a convolution's in-place recording backward equals outputGradients + backward")

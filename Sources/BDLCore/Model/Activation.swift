@@ -84,7 +84,9 @@ public struct Activation: Layer {
   public func forward(_ x: Tensor, parameters: UnsafeBufferPointer<Double>) throws(BDLError) -> (output: Tensor, cache: Tensor) {
     let y = try Tensor(shape: x.shape) { target throws(BDLError) in
       x.elements.withUnsafeBufferPointer { source in
-        map(derivative: false, source.baseAddress!, target.baseAddress!, source.count)
+        BLASThreads.forEachPiece(of: source.count, entries: source.count) { piece in
+          map(derivative: false, source.baseAddress! + piece.lowerBound, target.baseAddress! + piece.lowerBound, piece.count)
+        }
       }
     }
     return (y, x)
@@ -95,16 +97,18 @@ public struct Activation: Layer {
   ) throws(BDLError) -> Tensor {
     let n = g.shape[0], k = g.shape[1], size = cache.exampleSize
     var dx = g  // the caller hands over its gradient: scaled in place, no copy
-    var slope = [Double](repeating: 0, count: size)
     cache.elements.withUnsafeBufferPointer { xp in
-      slope.withUnsafeMutableBufferPointer { sp in
-        dx.elements.withUnsafeMutableBufferPointer { dp in
-          for example in 0..<n {
+      dx.elements.withUnsafeMutableBufferPointer { dp in
+        BLASThreads.forEachPiece(of: n, entries: dp.count) { examples in
+          var slope = [Double](repeating: 0, count: size)
+          slope.withUnsafeMutableBufferPointer { sp in
             let f = sp.baseAddress!
-            map(derivative: true, xp.baseAddress! + example * size, f, size)
-            for vector in 0..<k {
-              let d = dp.baseAddress! + (example * k + vector) * size
-              for i in 0..<size { d[i] *= f[i] }
+            for example in examples {
+              map(derivative: true, xp.baseAddress! + example * size, f, size)
+              for vector in 0..<k {
+                let d = dp.baseAddress! + (example * k + vector) * size
+                for i in 0..<size { d[i] *= f[i] }
+              }
             }
           }
         }

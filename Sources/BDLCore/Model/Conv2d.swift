@@ -1,3 +1,5 @@
+import Synchronization
+
 /// 2-D convolution on NCHW images, as `torch.nn.Conv2d` (square kernel, equal stride and zero
 /// padding on both axes, no dilation or groups): (N, C_in, H, W) → (N, C_out, H_out, W_out) with
 /// H_out = ⌊(H + 2p − k)/s⌋ + 1. Weight shape (C_out, C_in, k, k).
@@ -107,16 +109,18 @@ public struct Conv2d: LinearMapLayer {
     let imageSize = x.exampleSize
     x.elements.withUnsafeBufferPointer { xp in
       cols.elements.withUnsafeMutableBufferPointer { cp in
-        for example in 0..<n {
-          let image = xp.baseAddress! + example * imageSize
-          let target = cp.baseAddress! + example * g.positions * patch
-          let step = stride
-          forEachPatchRun(g) { column, position, input, count in
-            var read = image + input, write = target + position * patch + column
-            for _ in 0..<count {
-              write.pointee = read.pointee
-              read += step
-              write += patch
+        BLASThreads.forEachPiece(of: n, entries: cp.count) { examples in
+          for example in examples {
+            let image = xp.baseAddress! + example * imageSize
+            let target = cp.baseAddress! + example * g.positions * patch
+            let step = stride
+            forEachPatchRun(g) { column, position, input, count in
+              var read = image + input, write = target + position * patch + column
+              for _ in 0..<count {
+                write.pointee = read.pointee
+                read += step
+                write += patch
+              }
             }
           }
         }
@@ -138,12 +142,14 @@ public struct Conv2d: LinearMapLayer {
     }
     channelMajor.withUnsafeBufferPointer { op in
       y.elements.withUnsafeMutableBufferPointer { yp in
-        for c in 0..<outChannels {
-          let bias = hasBias ? parameters[outChannels * patch + c] : 0
-          for example in 0..<n {
-            let source = op.baseAddress! + c * rows + example * g.positions
-            let target = yp.baseAddress! + (example * outChannels + c) * g.positions
-            for r in 0..<g.positions { target[r] = source[r] + bias }
+        BLASThreads.forEachPiece(of: n, entries: yp.count) { examples in
+          for c in 0..<outChannels {
+            let bias = hasBias ? parameters[outChannels * patch + c] : 0
+            for example in examples {
+              let source = op.baseAddress! + c * rows + example * g.positions
+              let target = yp.baseAddress! + (example * outChannels + c) * g.positions
+              for r in 0..<g.positions { target[r] = source[r] + bias }
+            }
           }
         }
       }
@@ -192,12 +198,14 @@ public struct Conv2d: LinearMapLayer {
     let n = g.shape[0], k = g.shape[1], positions = g.shape[3] * g.shape[4], channels = outChannels
     var rows = consume g
     rows.elements.withUnsafeMutableBufferPointer { gp in
-      var scratch = [Double](repeating: 0, count: channels * positions)
-      scratch.withUnsafeMutableBufferPointer { block in
-        for index in 0..<(n * k) {
-          let base = gp.baseAddress! + index * channels * positions
-          block.baseAddress!.update(from: base, count: channels * positions)
-          Self.positionsAsRows(block.baseAddress!, into: base, channels: channels, positions: positions)
+      BLASThreads.forEachPiece(of: n * k, entries: gp.count) { blocks in
+        var scratch = [Double](repeating: 0, count: channels * positions)
+        scratch.withUnsafeMutableBufferPointer { block in
+          for index in blocks {
+            let base = gp.baseAddress! + index * channels * positions
+            block.baseAddress!.update(from: base, count: channels * positions)
+            Self.positionsAsRows(block.baseAddress!, into: base, channels: channels, positions: positions)
+          }
         }
       }
     }
@@ -232,51 +240,60 @@ public struct Conv2d: LinearMapLayer {
     var dx = Tensor(shape: [n, k] + inputShape)
     guard blocks * positions > 0, let gp else { return dx }
     let chunk = max(1, min(blocks, (1 << 19) / max(positions * max(patch, outChannels), 1)))
-    // Both fully overwritten before being read (copies, then gemm with β = 0).
-    let gatheredCount = positionMajor ? 0 : outChannels * chunk * positions
-    var gathered = [Double](unsafeUninitializedCapacity: gatheredCount) { _, n in n = gatheredCount }
-    var patches = [Double](unsafeUninitializedCapacity: patch * chunk * positions) { _, n in n = patch * chunk * positions }
     let imageSize = inputShape.reduce(1, *)
-    try gathered.withUnsafeMutableBufferPointer { gb throws(BDLError) in
-      try patches.withUnsafeMutableBufferPointer { pb throws(BDLError) in
-        try dx.elements.withUnsafeMutableBufferPointer { xp throws(BDLError) in
-          for start in Swift.stride(from: 0, to: blocks, by: chunk) {
-            let count = min(chunk, blocks - start), width = count * positions
-            let chunkRows = gp + start * outChannels * positions
-            if positionMajor {
-              try BLAS.gemm(
-                transposeA: true, transposeB: true, m: patch, n: width, k: outChannels, alpha: 1,
-                a: parameters.baseAddress!, lda: patch, b: chunkRows, ldb: outChannels, beta: 0,
-                c: pb.baseAddress!, ldc: width)
-            } else {
-              for b in 0..<count {
-                for c in 0..<outChannels {
-                  (gb.baseAddress! + c * width + b * positions).update(
-                    from: chunkRows + (b * outChannels + c) * positions, count: positions)
+    let failure = Mutex<BDLError?>(nil)
+    dx.elements.withUnsafeMutableBufferPointer { xp in
+      // Pieces of whole blocks, each with its own scratch, write disjoint parts of dx.
+      BLASThreads.forEachPiece(of: blocks, entries: xp.count) { piece in
+        // Both fully overwritten before being read (copies, then gemm with β = 0).
+        let gatheredCount = positionMajor ? 0 : outChannels * chunk * positions
+        var gathered = [Double](unsafeUninitializedCapacity: gatheredCount) { _, n in n = gatheredCount }
+        var patches = [Double](unsafeUninitializedCapacity: patch * chunk * positions) { _, n in n = patch * chunk * positions }
+        do throws(BDLError) {
+          try gathered.withUnsafeMutableBufferPointer { gb throws(BDLError) in
+            try patches.withUnsafeMutableBufferPointer { pb throws(BDLError) in
+              for start in Swift.stride(from: piece.lowerBound, to: piece.upperBound, by: chunk) {
+                let count = min(chunk, piece.upperBound - start), width = count * positions
+                let chunkRows = gp + start * outChannels * positions
+                if positionMajor {
+                  try BLAS.gemm(
+                    transposeA: true, transposeB: true, m: patch, n: width, k: outChannels, alpha: 1,
+                    a: parameters.baseAddress!, lda: patch, b: chunkRows, ldb: outChannels, beta: 0,
+                    c: pb.baseAddress!, ldc: width)
+                } else {
+                  for b in 0..<count {
+                    for c in 0..<outChannels {
+                      (gb.baseAddress! + c * width + b * positions).update(
+                        from: chunkRows + (b * outChannels + c) * positions, count: positions)
+                    }
+                  }
+                  try BLAS.gemm(
+                    transposeA: true, transposeB: false, m: patch, n: width, k: outChannels, alpha: 1,
+                    a: parameters.baseAddress!, lda: patch, b: gb.baseAddress!, ldb: width, beta: 0,
+                    c: pb.baseAddress!, ldc: width)
                 }
-              }
-              try BLAS.gemm(
-                transposeA: true, transposeB: false, m: patch, n: width, k: outChannels, alpha: 1,
-                a: parameters.baseAddress!, lda: patch, b: gb.baseAddress!, ldb: width, beta: 0,
-                c: pb.baseAddress!, ldc: width)
-            }
-            for b in 0..<count {
-              let image = xp.baseAddress! + (start + b) * imageSize
-              let source = pb.baseAddress! + b * positions
-              let step = stride
-              forEachPatchRun(geo) { column, position, input, runLength in
-                var read = source + column * width + position, write = image + input
-                for _ in 0..<runLength {
-                  write.pointee += read.pointee
-                  read += 1
-                  write += step
+                for b in 0..<count {
+                  let image = xp.baseAddress! + (start + b) * imageSize
+                  let source = pb.baseAddress! + b * positions
+                  let step = stride
+                  forEachPatchRun(geo) { column, position, input, runLength in
+                    var read = source + column * width + position, write = image + input
+                    for _ in 0..<runLength {
+                      write.pointee += read.pointee
+                      read += 1
+                      write += step
+                    }
+                  }
                 }
               }
             }
           }
+        } catch {
+          failure.withLock { $0 = $0 ?? error }  // BLAS not loadable or sizes beyond its int: every piece alike
         }
       }
     }
+    if let failure = failure.withLock({ $0 }) { throw failure }
     return dx
   }
 }

@@ -83,18 +83,21 @@ public struct AvgPool2d: Layer {
     let planes = g.shape[0] * g.shape[1] * inputShape[0]
     g.elements.withUnsafeBufferPointer { gp in
       dx.elements.withUnsafeMutableBufferPointer { dp in
-        for plane in 0..<planes {
-          let source = gp.baseAddress! + plane * oh * ow, target = dp.baseAddress! + plane * h * w
-          for i in 0..<oh {
-            for a in 0..<k {
-              var write = target + (i * k + a) * w, read = source + i * ow
-              for _ in 0..<ow {
-                let value = scale * read.pointee
-                for _ in 0..<k {
-                  write.pointee = value
-                  write += 1
+        // The output is k² times the input: for K vectors through a CNN, gigabytes of fresh memory.
+        BLASThreads.forEachPiece(of: planes, entries: planes * h * w) { piece in
+          for plane in piece {
+            let source = gp.baseAddress! + plane * oh * ow, target = dp.baseAddress! + plane * h * w
+            for i in 0..<oh {
+              for a in 0..<k {
+                var write = target + (i * k + a) * w, read = source + i * ow
+                for _ in 0..<ow {
+                  let value = scale * read.pointee
+                  for _ in 0..<k {
+                    write.pointee = value
+                    write += 1
+                  }
+                  read += 1
                 }
-                read += 1
               }
             }
           }

@@ -91,6 +91,14 @@ int main(void) {
   CHECK(memcmp(g, V, sizeof g) == 0, "the last layer's g is V itself");
   CHECK_STATUS(bdl_layer_statistics_get(stats, 1, a, 3, NULL, 0), BDL_SHAPE_MISMATCH, "out_a");
   CHECK_STATUS(bdl_layer_statistics_get(stats, 2, a, 4, g, 4), BDL_INVALID_ARGUMENT, "index = 2");
+  /* In place: the same values as the copies, through pointers into the statistics. */
+  const double *a_view = NULL, *g_view = NULL;
+  CHECK_STATUS(bdl_layer_statistics_data(stats, 1, &a_view, &g_view), BDL_OK, "");
+  CHECK(a_view != NULL && g_view != NULL && memcmp(a_view, a, sizeof a) == 0 && memcmp(g_view, g, sizeof g) == 0,
+        "bdl_layer_statistics_data points at entry 1's a and g");
+  CHECK_STATUS(bdl_layer_statistics_data(stats, 0, NULL, &g_view), BDL_OK, "");
+  CHECK_STATUS(bdl_layer_statistics_data(stats, -1, &a_view, NULL), BDL_INVALID_ARGUMENT, "index = -1");
+  CHECK_STATUS(bdl_layer_statistics_data(NULL, 0, &a_view, &g_view), BDL_INVALID_ARGUMENT, "statistics");
   bdl_layer_statistics_free(stats);
 
   /* Per-example gradients: row i·K + k is J(x_i)ᵀ V_{i,k} (K = 1 here). */

@@ -770,6 +770,10 @@ _declare(
 #                                     int64_t g_capacity);
 _declare("bdl_layer_statistics_get", bdl_status, [_handle, c_int64, _dptr, c_int64, _dptr, c_int64])
 
+# bdl_status bdl_layer_statistics_data(const bdl_layer_statistics *statistics, int64_t index,
+#                                      const double **out_a, const double **out_g);
+_declare("bdl_layer_statistics_data", bdl_status, [_handle, c_int64, POINTER(_dptr), POINTER(_dptr)])
+
 # bdl_status bdl_train_params_init(bdl_train_params *params);
 _declare("bdl_train_params_init", bdl_status, [POINTER(bdl_train_params)])
 

@@ -36,9 +36,11 @@ Example::
 
 from __future__ import annotations
 
+import ctypes
 import math
 import operator
 import threading
+import weakref
 from ctypes import byref, c_double, c_int32, c_int64, c_void_p
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -407,6 +409,24 @@ class _ProgressBar(TextBar):
 # ---------------------------------------------------------------------------------------------
 
 
+class _StatisticsOwner:
+    """Owns a bdl_layer_statistics handle whose memory numpy arrays view: every array made by
+    :meth:`array` keeps this object alive through its ctypes buffer, and the handle is freed when
+    the last of them is gone (or at interpreter exit)."""
+
+    def __init__(self, handle: c_void_p):
+        weakref.finalize(self, _lib.lib.bdl_layer_statistics_free, handle)
+
+    def array(self, data, shape) -> np.ndarray:
+        """The ``shape`` doubles at the library pointer ``data``, as an array keeping the handle."""
+        size = math.prod(shape)
+        if size == 0:
+            return np.zeros(shape)
+        buffer = (c_double * size).from_address(ctypes.addressof(data.contents))
+        buffer._owner = self
+        return np.frombuffer(buffer, dtype=np.float64).reshape(shape)
+
+
 class Sequential(_OwnedHandle):
     r"""A sequential network owned by the library, in PyTorch's parameter layout.
 
@@ -677,9 +697,8 @@ class Sequential(_OwnedHandle):
         columns of the output-Hessian square root they give the GGN, K-FAC factors
         (A = Σ a aᵀ, B = Σ g gᵀ) and per-example gradients for influence scores.
 
-        A big batch (≥ 2²³ forward multiply-adds times K) is computed in one contiguous shard of
-        examples per OpenBLAS thread and copied into the arrays shard by shard; the values are
-        the same as computed in one piece.
+        The arrays are the library's own memory, not copies (for K vectors through a CNN they run
+        to gigabytes): it is released when the last array of the call, or a view of one, is gone.
 
         Args:
             X: (N, *input_shape).
@@ -701,28 +720,27 @@ class Sequential(_OwnedHandle):
             raise ShapeMismatchError(f"V: expected shape (N, K, C) = ({n}, K, {self._C}), got shape {V.shape}")
         lib = _lib.lib
         statistics = c_void_p()
-        try:
-            with self._use() as handle:
-                _check(lib.bdl_model_backward_vectors(handle, _ptr(X), n, _ptr(V), V.shape[1], byref(statistics)))
-            count = c_int64()
-            _check(lib.bdl_layer_statistics_count(statistics, byref(count)))
-            result = []
-            for index in range(count.value):
-                layer, n_, k, positions, d_in, d_out = (c_int64() for _ in range(6))
-                has_bias = c_int32()
-                _check(
-                    lib.bdl_layer_statistics_shape(
-                        statistics, index, byref(layer), byref(n_), byref(k), byref(positions),
-                        byref(d_in), byref(d_out), byref(has_bias),
-                    )
+        with self._use() as handle:
+            _check(lib.bdl_model_backward_vectors(handle, _ptr(X), n, _ptr(V), V.shape[1], byref(statistics)))
+        owner = _StatisticsOwner(statistics)
+        count = c_int64()
+        _check(lib.bdl_layer_statistics_count(statistics, byref(count)))
+        result = []
+        for index in range(count.value):
+            layer, n_, k, positions, d_in, d_out = (c_int64() for _ in range(6))
+            has_bias = c_int32()
+            _check(
+                lib.bdl_layer_statistics_shape(
+                    statistics, index, byref(layer), byref(n_), byref(k), byref(positions),
+                    byref(d_in), byref(d_out), byref(has_bias),
                 )
-                a = np.empty((n_.value, positions.value, d_in.value), dtype=np.float64)
-                g = np.empty((n_.value, k.value, positions.value, d_out.value), dtype=np.float64)
-                _check(lib.bdl_layer_statistics_get(statistics, index, _ptr(a), a.size, _ptr(g), g.size))
-                result.append((layer.value, a, g))
-            return result
-        finally:
-            lib.bdl_layer_statistics_free(statistics)
+            )
+            a_data, g_data = _lib._dptr(), _lib._dptr()
+            _check(lib.bdl_layer_statistics_data(statistics, index, byref(a_data), byref(g_data)))
+            a = owner.array(a_data, (n_.value, positions.value, d_in.value))
+            g = owner.array(g_data, (n_.value, k.value, positions.value, d_out.value))
+            result.append((layer.value, a, g))
+        return result
 
     # -- training -------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ so these tests need no PyTorch. Only the from_torch/to_torch round trip needs it
 without it.
 """
 
+import gc
 import os
 
 import numpy as np
@@ -171,6 +172,25 @@ def test_ggn_from_backward_vectors(fixture, net):
 def test_backward_vectors_frees_its_statistics(fixture, net):
     before = bdlcore.debug_live_handles()
     net.backward_vectors(fixture["X"], fixture["V"])
+    assert bdlcore.debug_live_handles() == before
+
+
+def test_backward_vectors_arrays_keep_the_library_memory_they_view(fixture):
+    """The arrays are views of the library's statistics: valid as long as any of them lives
+    (also after the model is closed), released with the last one."""
+    before = bdlcore.debug_live_handles()
+    with build(fixture) as model:
+        statistics = model.backward_vectors(fixture["X"], fixture["V"])
+        copies = [(a.copy(), g.copy()) for _, a, g in statistics]
+    assert bdlcore.debug_live_handles() == before + 1  # the model is closed; the statistics live
+    g_last = statistics[-1][2][1:]  # a view of a view
+    del statistics
+    gc.collect()
+    assert bdlcore.debug_live_handles() == before + 1
+    np.testing.assert_array_equal(g_last, copies[-1][1][1:])
+    g_last[:] = 0  # the memory is the caller's to use
+    del g_last
+    gc.collect()
     assert bdlcore.debug_live_handles() == before
 
 
