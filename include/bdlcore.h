@@ -698,7 +698,8 @@ BDL_API bdl_status bdl_kfac_accumulator_layer(const bdl_kfac_accumulator *accumu
  * (positions = 1 for a plain dense layer). k must be the same in every batch of a layer (B sums
  * over the k vectors). On any error the accumulator is unchanged.
  * @return BDL_OK; BDL_INVALID_ARGUMENT (NULL, layer out of range, n/positions/k < 1, overflow);
- *         BDL_NON_FINITE_INPUT; BDL_SHAPE_MISMATCH (k differs from earlier batches).
+ *         BDL_NON_FINITE_INPUT (NaN/Inf in a or g, or a Σ aaᵀ or Σ ggᵀ whose sums of squares
+ *         overflow); BDL_SHAPE_MISMATCH (k differs from earlier batches).
  */
 BDL_API bdl_status bdl_kfac_accumulator_add(bdl_kfac_accumulator *accumulator, int64_t layer,
                                             const double *a, int64_t n, int64_t positions,

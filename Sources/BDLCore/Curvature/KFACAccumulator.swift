@@ -56,7 +56,8 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
   /// Adds a batch: a (N, R, d_in) and g (N, K, R, d_out), as `Sequential.backward` produces.
   /// Both factors are updated by one syrk each over the batch's rows.
   /// - Throws: `.shapeMismatch` for dimensions that disagree with the layer or each other,
-  ///   `.nonFiniteInput`; the accumulator is unchanged on any error.
+  ///   `.nonFiniteInput` for NaN/Inf or sums of squares that overflow; the accumulator is
+  ///   unchanged on any error.
   public mutating func add(inputs a: Tensor, outputGradients g: Tensor) throws(BDLError) {
     try add(inputs: a, outputGradients: g, checkingFinite: true)
   }
@@ -180,7 +181,11 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
     }
     let inputGram = try checkedGram(x, xRows, inputDimension, original?.a, "a")
     let outputGradientGram = try checkedGram(y, yRows, outputDimension, original?.g, "g")
-    if let inputGram { try inputLower.add(inputGram) } else { try inputLower.addLowerGram(of: x, rows: xRows) }
+    if let inputGram {
+      try inputLower.add(inputGram)
+    } else {
+      try inputLower.addLowerGram(of: x, rows: xRows)
+    }
     if let outputGradientGram {
       try outputGradientLower.add(outputGradientGram)
     } else {

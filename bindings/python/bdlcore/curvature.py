@@ -588,7 +588,8 @@ class KFACAccumulator(_OwnedHandle):
             InvalidArgumentError: ``layer`` out of range; N, K or R is 0.
             ShapeMismatchError: a or g of the wrong rank, d_in or d_out not the layer's, N or R
                 differing between a and g.
-            NonFiniteInputError: NaN/Inf in a or g.
+            NonFiniteInputError: NaN/Inf in a or g, or entries so large that a sum of squares
+                overflows.
         """
         index = _int64(layer, "layer")
         if not 0 <= index < len(self._shapes):
