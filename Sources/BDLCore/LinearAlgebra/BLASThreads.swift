@@ -51,16 +51,21 @@ enum BLASThreads {
   /// their passes over gigabytes, and the first-touch page faults of fresh output buffers, which
   /// the kernel serves on the faulting thread, then run on every core. Inside a `concurrently`
   /// region (OpenBLAS at one thread, as in a sharded pass) it runs serially. `body` must write
-  /// only what belongs to its piece.
-  static func forEachPiece(of count: Int, entries: Int, _ body: (Range<Int>) -> Void) {
+  /// only what belongs to its piece; the first error by piece is rethrown after all have ended.
+  static func forEachPiece(of count: Int, entries: Int, _ body: (Range<Int>) throws(BDLError) -> Void) throws(BDLError) {
     let workers = entries >= pieceThreshold ? min(count, self.count) : 1
     guard workers > 1 else {
-      body(0..<count)
+      try body(0..<count)
       return
     }
     let pieces = Tensor.shards(of: count, into: workers)
+    try concurrently(workers) { w throws(BDLError) in try body(pieces[w]) }
+  }
+
+  /// The same for a loop that cannot fail.
+  static func forEachPiece(of count: Int, entries: Int, _ body: (Range<Int>) -> Void) {
     do {
-      try concurrently(workers) { w in body(pieces[w]) }
+      try forEachPiece(of: count, entries: entries) { piece throws(BDLError) in body(piece) }
     } catch {
       body(0..<count)  // only if OpenBLAS could not be reached, before any piece ran
     }

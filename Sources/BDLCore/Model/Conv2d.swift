@@ -1,5 +1,3 @@
-import Synchronization
-
 /// 2-D convolution on NCHW images, as `torch.nn.Conv2d` (square kernel, equal stride and zero
 /// padding on both axes, no dilation or groups): (N, C_in, H, W) → (N, C_out, H_out, W_out) with
 /// H_out = ⌊(H + 2p − k)/s⌋ + 1. Weight shape (C_out, C_in, k, k).
@@ -104,15 +102,18 @@ public struct Conv2d: LinearMapLayer {
   public func forward(_ x: Tensor, parameters: UnsafeBufferPointer<Double>) throws(BDLError) -> (output: Tensor, cache: Tensor) {
     let n = x.count, g = geometry(x.shape.dropFirst())
     let patch = inputDimension, rows = n * g.positions
-    // Zero only where padding taps leave entries unwritten; otherwise im2col writes every entry.
-    var cols = padding > 0 ? Tensor(shape: [n, g.positions, patch]) : try Tensor(shape: [n, g.positions, patch]) { _ throws(BDLError) in }
-    let imageSize = x.exampleSize
-    x.elements.withUnsafeBufferPointer { xp in
-      cols.elements.withUnsafeMutableBufferPointer { cp in
+    let imageSize = x.exampleSize, exampleSize = g.positions * patch
+    // Each piece of examples zeroes its rows only where padding taps leave entries unwritten
+    // (otherwise im2col writes every entry), so the fresh buffer is first touched in parallel.
+    let cols = try Tensor(shape: [n, g.positions, patch]) { cp throws(BDLError) in
+      x.elements.withUnsafeBufferPointer { xp in
         BLASThreads.forEachPiece(of: n, entries: cp.count) { examples in
+          if padding > 0 {
+            (cp.baseAddress! + examples.lowerBound * exampleSize).initialize(repeating: 0, count: examples.count * exampleSize)
+          }
           for example in examples {
             let image = xp.baseAddress! + example * imageSize
-            let target = cp.baseAddress! + example * g.positions * patch
+            let target = cp.baseAddress! + example * exampleSize
             let step = stride
             forEachPatchRun(g) { column, position, input, count in
               var read = image + input, write = target + position * patch + column
@@ -126,29 +127,31 @@ public struct Conv2d: LinearMapLayer {
         }
       }
     }
-    // One gemm for the whole batch, W·colsᵀ: (C_out × patch)·(patch × N·R) → (C_out, N, R); then
-    // each (c, n) run of R outputs is copied to its NCHW place, plus the bias.
     if rows == 0 { return (Tensor(shape: [n, outChannels, g.outHeight, g.outWidth]), cols) }
-    // Every output entry is written below (gemm, then the copy with the bias): no zero fill.
-    var y = try Tensor(shape: [n, outChannels, g.outHeight, g.outWidth]) { _ throws(BDLError) in }
-    var channelMajor = [Double](unsafeUninitializedCapacity: outChannels * rows) { _, n in n = outChannels * rows }  // gemm overwrites it (β = 0)
-    try cols.elements.withUnsafeBufferPointer { cp throws(BDLError) in
-      try channelMajor.withUnsafeMutableBufferPointer { op throws(BDLError) in
-        try BLAS.gemm(
-          transposeA: false, transposeB: true, m: outChannels, n: rows, k: patch, alpha: 1,
-          a: parameters.baseAddress!, lda: patch, b: cp.baseAddress!, ldb: patch, beta: 0,
-          c: op.baseAddress!, ldc: rows)
-      }
-    }
-    channelMajor.withUnsafeBufferPointer { op in
-      y.elements.withUnsafeMutableBufferPointer { yp in
-        BLASThreads.forEachPiece(of: n, entries: yp.count) { examples in
-          for c in 0..<outChannels {
-            let bias = hasBias ? parameters[outChannels * patch + c] : 0
-            for example in examples {
-              let source = op.baseAddress! + c * rows + example * g.positions
-              let target = yp.baseAddress! + (example * outChannels + c) * g.positions
-              for r in 0..<g.positions { target[r] = source[r] + bias }
+    // In chunks of examples (a scratch of a few MB, per piece of the batch): one gemm
+    // W·colsᵀ: (C_out × patch)·(patch × m·R) → (C_out, m, R), then each (c, n) run of R outputs
+    // copied to its NCHW place, plus the bias. Every output entry is written: no zero fill.
+    let chunk = max(1, min(n, (1 << 19) / max(outChannels * g.positions, 1)))
+    let y = try Tensor(shape: [n, outChannels, g.outHeight, g.outWidth]) { yp throws(BDLError) in
+      try cols.elements.withUnsafeBufferPointer { cp throws(BDLError) in
+        try BLASThreads.forEachPiece(of: n, entries: yp.count) { examples throws(BDLError) in
+          let scratchCount = outChannels * chunk * g.positions
+          var channelMajor = [Double](unsafeUninitializedCapacity: scratchCount) { _, n in n = scratchCount }  // gemm overwrites it (β = 0)
+          try channelMajor.withUnsafeMutableBufferPointer { op throws(BDLError) in
+            for start in Swift.stride(from: examples.lowerBound, to: examples.upperBound, by: chunk) {
+              let count = min(chunk, examples.upperBound - start), width = count * g.positions
+              try BLAS.gemm(
+                transposeA: false, transposeB: true, m: outChannels, n: width, k: patch, alpha: 1,
+                a: parameters.baseAddress!, lda: patch, b: cp.baseAddress! + start * exampleSize, ldb: patch, beta: 0,
+                c: op.baseAddress!, ldc: width)
+              for c in 0..<outChannels {
+                let bias = hasBias ? parameters[outChannels * patch + c] : 0
+                for example in 0..<count {
+                  let source = op.baseAddress! + c * width + example * g.positions
+                  let target = yp.baseAddress! + ((start + example) * outChannels + c) * g.positions
+                  for r in 0..<g.positions { target[r] = source[r] + bias }
+                }
+              }
             }
           }
         }
@@ -237,63 +240,58 @@ public struct Conv2d: LinearMapLayer {
   ) throws(BDLError) -> Tensor {
     let geo = geometry(inputShape[...])
     let patch = inputDimension, positions = geo.positions, blocks = n * k
-    var dx = Tensor(shape: [n, k] + inputShape)
-    guard blocks * positions > 0, let gp else { return dx }
+    guard blocks * positions > 0, let gp else { return Tensor(shape: [n, k] + inputShape) }
     let chunk = max(1, min(blocks, (1 << 19) / max(positions * max(patch, outChannels), 1)))
     let imageSize = inputShape.reduce(1, *)
-    let failure = Mutex<BDLError?>(nil)
-    dx.elements.withUnsafeMutableBufferPointer { xp in
-      // Pieces of whole blocks, each with its own scratch, write disjoint parts of dx.
-      BLASThreads.forEachPiece(of: blocks, entries: xp.count) { piece in
+    let dx = try Tensor(shape: [n, k] + inputShape) { xp throws(BDLError) in
+      // Pieces of whole blocks, each with its own scratch, zero and then accumulate disjoint
+      // parts of dx (so the fresh buffer is also first touched in parallel).
+      try BLASThreads.forEachPiece(of: blocks, entries: xp.count) { piece throws(BDLError) in
+        (xp.baseAddress! + piece.lowerBound * imageSize).initialize(repeating: 0, count: piece.count * imageSize)
         // Both fully overwritten before being read (copies, then gemm with β = 0).
         let gatheredCount = positionMajor ? 0 : outChannels * chunk * positions
         var gathered = [Double](unsafeUninitializedCapacity: gatheredCount) { _, n in n = gatheredCount }
         var patches = [Double](unsafeUninitializedCapacity: patch * chunk * positions) { _, n in n = patch * chunk * positions }
-        do throws(BDLError) {
-          try gathered.withUnsafeMutableBufferPointer { gb throws(BDLError) in
-            try patches.withUnsafeMutableBufferPointer { pb throws(BDLError) in
-              for start in Swift.stride(from: piece.lowerBound, to: piece.upperBound, by: chunk) {
-                let count = min(chunk, piece.upperBound - start), width = count * positions
-                let chunkRows = gp + start * outChannels * positions
-                if positionMajor {
-                  try BLAS.gemm(
-                    transposeA: true, transposeB: true, m: patch, n: width, k: outChannels, alpha: 1,
-                    a: parameters.baseAddress!, lda: patch, b: chunkRows, ldb: outChannels, beta: 0,
-                    c: pb.baseAddress!, ldc: width)
-                } else {
-                  for b in 0..<count {
-                    for c in 0..<outChannels {
-                      (gb.baseAddress! + c * width + b * positions).update(
-                        from: chunkRows + (b * outChannels + c) * positions, count: positions)
-                    }
-                  }
-                  try BLAS.gemm(
-                    transposeA: true, transposeB: false, m: patch, n: width, k: outChannels, alpha: 1,
-                    a: parameters.baseAddress!, lda: patch, b: gb.baseAddress!, ldb: width, beta: 0,
-                    c: pb.baseAddress!, ldc: width)
-                }
+        try gathered.withUnsafeMutableBufferPointer { gb throws(BDLError) in
+          try patches.withUnsafeMutableBufferPointer { pb throws(BDLError) in
+            for start in Swift.stride(from: piece.lowerBound, to: piece.upperBound, by: chunk) {
+              let count = min(chunk, piece.upperBound - start), width = count * positions
+              let chunkRows = gp + start * outChannels * positions
+              if positionMajor {
+                try BLAS.gemm(
+                  transposeA: true, transposeB: true, m: patch, n: width, k: outChannels, alpha: 1,
+                  a: parameters.baseAddress!, lda: patch, b: chunkRows, ldb: outChannels, beta: 0,
+                  c: pb.baseAddress!, ldc: width)
+              } else {
                 for b in 0..<count {
-                  let image = xp.baseAddress! + (start + b) * imageSize
-                  let source = pb.baseAddress! + b * positions
-                  let step = stride
-                  forEachPatchRun(geo) { column, position, input, runLength in
-                    var read = source + column * width + position, write = image + input
-                    for _ in 0..<runLength {
-                      write.pointee += read.pointee
-                      read += 1
-                      write += step
-                    }
+                  for c in 0..<outChannels {
+                    (gb.baseAddress! + c * width + b * positions).update(
+                      from: chunkRows + (b * outChannels + c) * positions, count: positions)
+                  }
+                }
+                try BLAS.gemm(
+                  transposeA: true, transposeB: false, m: patch, n: width, k: outChannels, alpha: 1,
+                  a: parameters.baseAddress!, lda: patch, b: gb.baseAddress!, ldb: width, beta: 0,
+                  c: pb.baseAddress!, ldc: width)
+              }
+              for b in 0..<count {
+                let image = xp.baseAddress! + (start + b) * imageSize
+                let source = pb.baseAddress! + b * positions
+                let step = stride
+                forEachPatchRun(geo) { column, position, input, runLength in
+                  var read = source + column * width + position, write = image + input
+                  for _ in 0..<runLength {
+                    write.pointee += read.pointee
+                    read += 1
+                    write += step
                   }
                 }
               }
             }
           }
-        } catch {
-          failure.withLock { $0 = $0 ?? error }  // BLAS not loadable or sizes beyond its int: every piece alike
         }
       }
     }
-    if let failure = failure.withLock({ $0 }) { throw failure }
     return dx
   }
 }
