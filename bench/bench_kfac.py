@@ -10,7 +10,8 @@ anchors also runs one damped solve, which forms them: the same work. The time wi
 printed too.
 
 Prints median seconds over interleaved rounds and the ratio anchor / bdlcore (> 1: bdlcore
-faster), and the accumulation's rate against dgemm's. Needs torch, curvlinops-for-pytorch and
+faster), and the accumulation's rate against dgemm's: fed through the binding, and inside the
+fit (timed by the library, `KFAC.accumulation_profile`). Needs torch, curvlinops-for-pytorch and
 laplace-torch (the fixtures virtualenv has them); without them it says so and exits 0.
 """
 import ctypes
@@ -101,6 +102,28 @@ def accumulation_rate(model, X, y):
           f"numpy's {gemm_flops / numpy_median / 1e9:.1f} GFLOP/s")
 
 
+def fit_accumulation_rate(model, X, y):
+    """The rate of the accumulation inside the K-FAC fit itself (`KFAC.accumulation_profile`:
+    the Gram updates timed in the pass, on every BLAS thread with one shard each), against the
+    same dgemm reference, the fits and dgemm timed in alternation."""
+    rates = []
+
+    def fit():
+        with bdlcore.KFAC(model, X, y, likelihood="classification", approx="expand", fisher="exact", batch_size=BATCH) as kfac:
+            profile = kfac.accumulation_profile
+        rates.append(profile.rate)
+        return profile
+
+    m = np.random.default_rng(1).standard_normal((2048, 2048))
+    (_, _, profile), (ours_median, ours_best, _), (numpy_median, numpy_best, _) = interleaved_runs(
+        [fit, openblas_dgemm(2048), lambda: m @ m], repeats=7)
+    rates = rates[1:]  # the warm-up round
+    peak = 2 * 2048 ** 3 / min(ours_median, numpy_median)
+    print(f"accumulation inside the K-FAC fit ({profile.workers} workers, one shard each, {profile.flops / 1e9:.1f} GFLOP): "
+          f"median {np.median(rates) / 1e9:.1f} GFLOP/s = {100 * np.median(rates) / peak:.0f}% of dgemm's {peak / 1e9:.1f} GFLOP/s "
+          f"(rounds {100 * min(rates) / peak:.0f} – {100 * max(rates) / peak:.0f}%)")
+
+
 def main():
     try:
         import torch
@@ -151,6 +174,7 @@ def main():
     timings = interleaved_runs([fn for _, fn in runs] + [fit_bdlcore_with_eigenvectors, fit_bdlcore], REPEATS)
     t_full, t_values = timings[-2][0], timings[-1][0]
     accumulation_rate(ours, X, y)
+    fit_accumulation_rate(ours, X, y)
     print(f"threads: {threads}; K-FAC (exact, expand) of 784-256-256-10 on N = {N}, medians of {REPEATS} interleaved rounds")
     print(f"bdlcore: {t_full:.3f} s with the eigenvectors formed (the anchors' work: accumulate, eigendecompose); "
           f"{t_values:.3f} s for fit + log det alone, which needs only eigenvalues")

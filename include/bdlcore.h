@@ -666,6 +666,18 @@ BDL_API bdl_status bdl_curvature_kfac_factors(const bdl_curvature *curvature, in
                                               double *out_A, int64_t a_capacity);
 
 /**
+ * How fast an engine fit (bdl_curvature_fit of K-FAC or EK-FAC) added its statistics to the
+ * factors: the useful flops of its Gram updates Σ a aᵀ and Σ g gᵀ (d²·rows for each d × d Gram,
+ * the dsyrk count), the seconds spent in them summed over the workers, and how many workers ran
+ * at once (one per OpenBLAS thread for big batches; see "Threading"). The aggregate rate is
+ * flops · workers / thread_seconds, to be compared with the machine's dgemm rate. Any out pointer
+ * may be NULL. BDL_WRONG_STATE for the GGN kinds and for factors from
+ * bdl_kfac_accumulator_finalize, whose accumulation the caller drove.
+ */
+BDL_API bdl_status bdl_curvature_kfac_accumulation(const bdl_curvature *curvature, double *out_flops,
+                                                   double *out_thread_seconds, int64_t *out_workers);
+
+/**
  * K-FAC statistics fed by the caller — e.g. per-layer inputs and output-gradients captured with
  * hooks in PyTorch or JAX. Accumulators over disjoint data merge into the accumulator of the union
  * and save to a versioned, checksummed file.

@@ -204,6 +204,22 @@ public func bdl_curvature_kfac_factors(
 }
 
 @c @implementation
+public func bdl_curvature_kfac_accumulation(
+  _ curvature: OpaquePointer!, _ outFlops: UnsafeMutablePointer<Double>!,
+  _ outThreadSeconds: UnsafeMutablePointer<Double>!, _ outWorkers: UnsafeMutablePointer<Int64>!
+) -> bdl_status {
+  exported { () throws(BDLError) in
+    let c = try curvatureHandle(curvature)
+    guard let profile = c.kfac?.accumulationProfile else {
+      throw .wrongState("this curvature (kind \(c.kind)) was not accumulated by an engine fit, so its accumulation was not timed")
+    }
+    outFlops?.pointee = profile.flops
+    outThreadSeconds?.pointee = profile.threadSeconds
+    outWorkers?.pointee = Int64(profile.workers)
+  }
+}
+
+@c @implementation
 public func bdl_kfac_accumulator_create(
   _ dIn: UnsafePointer<Int64>!, _ dOut: UnsafePointer<Int64>!, _ hasBias: UnsafePointer<Int32>!,
   _ nLayers: Int64, _ approx: Int32, _ outAccumulator: UnsafeMutablePointer<OpaquePointer?>!

@@ -126,6 +126,40 @@ struct KFACTests {
     }
   }
 
+  @Test("an engine fit times its accumulation: d²·rows flops per Gram, kept by damping and EK-FAC; none from accumulators")
+  func accumulationProfile() throws {
+    var model = try TestNetworks.cnn()
+    try randomize(&model, seed: 510)
+    let x = randomBatch(model, n: 6, seed: 511)
+    let labels = Targets.classes([0, 1, 2, 0, 1, 2])
+    let likelihood = CategoricalLikelihood()
+    let pass = try model.forwardPass(x)
+    // The engine backpropagates the reduced root: C − 1 vectors per example.
+    let statistics = try model.backward(pass, vectors: likelihood.reducedHessianSquareRoot(pass.output))
+    for approximation in [KFACApproximation.expand, .reduce] {
+      let kfac = try KFAC.fit(model: model, inputs: x, targets: labels, likelihood: likelihood, approximation: approximation, batchSize: 4)
+      let expected = statistics.reduce(0.0) { total, s in
+        let (n, k, r) = (s.outputGradients.shape[0], s.outputGradients.shape[1], s.outputGradients.shape[2])
+        let rows = Double(approximation == .expand ? n * r : n)
+        let (dIn, dOut) = (Double(s.inputs.shape[2]), Double(s.outputGradients.shape[3]))
+        return total + dIn * dIn * rows + dOut * dOut * rows * Double(k)
+      }
+      let profile = try #require(kfac.accumulationProfile)
+      #expect(profile.flops == expected, "\(approximation)")
+      #expect(profile.threadSeconds > 0 && profile.workers == 1 && profile.rate > 0, "\(approximation): a small batch runs on one worker")
+      #expect(try kfac.withDamping(.factored(balanced: true)).accumulationProfile == profile)
+      let fromAccumulators = try KFAC(
+        accumulators: kfac.accumulators, layerIndices: kfac.blocks.filter { !$0.isBias }.map(\.layerIndex),
+        offsets: kfac.blocks.filter { !$0.isBias }.map(\.parameters.lowerBound), parameterCount: kfac.parameterCount)
+      #expect(fromAccumulators.accumulationProfile == nil)
+    }
+    let ekfac = try KFAC.fitEigenvalueCorrected(model: model, inputs: x, targets: labels, likelihood: likelihood, batchSize: 4)
+    #expect(ekfac.accumulationProfile?.flops == statistics.reduce(0.0) { total, s in
+      let rows = Double(s.inputs.shape[0] * s.inputs.shape[1])
+      return total + Double(s.inputs.shape[2] * s.inputs.shape[2]) * rows + Double(s.outputGradients.shape[3] * s.outputGradients.shape[3] * s.outputGradients.shape[1]) * rows
+    })
+  }
+
   @Test("the engine's exact K-FAC (C − 1 backpropagated vectors) equals accumulating all C columns of S, records K = C and merges with it")
   func reducedRootStatistics() throws {
     var model = try TestNetworks.cnn()

@@ -17,6 +17,9 @@ public struct KFAC: Sendable {
   public let parameterCount: Int
   /// The accumulators the factors came from (A, B, counts), for merging and inspection.
   public let accumulators: [KFACLayerAccumulator]
+  /// For a fit from the engine (`fit`, and `fitEigenvalueCorrected`'s first pass): the rate of
+  /// its accumulation; nil for factors from accumulators.
+  public private(set) var accumulationProfile: AccumulationProfile?
 
   /// Decomposes the factors of every accumulated layer; `layerIndices[i]` and `offsets[i]` say
   /// where layer i's weight (then bias) sits in the parameter vector of `parameterCount`.
@@ -63,18 +66,27 @@ public struct KFAC: Sendable {
         hasBias: layer.hasBias, approximation: approximation))
     }
     let vectors = fisher.vectorCount(outputs: model.outputCount)
-    accumulators = try sumOverStatistics(
+    let (sums, profile) = try sumOverStatistics(
       model: model, inputs: x, targets: targets, likelihood: likelihood, fisher: fisher, batchSize: batchSize,
-      progress: progress, outputs: outputs, initial: accumulators,
-      add: { accumulators, statistics throws(BDLError) in
+      progress: progress, outputs: outputs, initial: (accumulators, AccumulationProfile()),
+      add: { sum, statistics throws(BDLError) in
+        let start = AccumulationProfile.now()
+        var flops = 0.0
         for (i, s) in statistics.enumerated() {
-          try accumulators[i].add(inputs: s.inputs, outputGradients: s.outputGradients, checkingFinite: false, recordingVectors: vectors)
+          try sum.0[i].add(inputs: s.inputs, outputGradients: s.outputGradients, checkingFinite: false, recordingVectors: vectors)
+          flops += sum.0[i].gramFlops(inputs: s.inputs, outputGradients: s.outputGradients)
         }
+        sum.1.record(flops: flops, since: start)
       },
       combine: { total, other throws(BDLError) in
-        for i in total.indices { total[i] = try total[i].merged(with: other[i]) }
+        for i in total.0.indices { total.0[i] = try total.0[i].merged(with: other.0[i]) }
+        total.1.flops += other.1.flops
+        total.1.threadSeconds += other.1.threadSeconds
+        total.1.workers += other.1.workers
       })
-    return try KFAC(accumulators: accumulators, layerIndices: linearLayers, offsets: linearLayers.map { model.parameterOffsets[$0] }, parameterCount: model.parameterCount)
+    var kfac = try KFAC(accumulators: sums, layerIndices: linearLayers, offsets: linearLayers.map { model.parameterOffsets[$0] }, parameterCount: model.parameterCount)
+    kfac.accumulationProfile = profile
+    return kfac
   }
 
   /// EK-FAC (George et al. 2018): K-FAC's eigenbases Q_B ⊗ Q_A, with the eigenvalues refit in a
@@ -113,7 +125,7 @@ public struct KFAC: Sendable {
       for j in values.elements.indices where values.elements[j] <= floor { values.elements[j] = 0 }
       return Block(layerIndex: block.layerIndex, parameters: block.parameters, isBias: block.isBias, factors: try block.factors.correcting(eigenvalues: values))
     }
-    return KFAC(blocks: blocks, parameterCount: kfac.parameterCount, accumulators: kfac.accumulators)
+    return KFAC(blocks: blocks, parameterCount: kfac.parameterCount, accumulators: kfac.accumulators, accumulationProfile: kfac.accumulationProfile)
   }
 
   /// The same blocks with refit eigenvalues where given (EK-FAC read back from a file).
@@ -123,13 +135,14 @@ public struct KFAC: Sendable {
       guard let values else { return block }
       return Block(layerIndex: block.layerIndex, parameters: block.parameters, isBias: block.isBias, factors: try block.factors.correcting(eigenvalues: values))
     }
-    return KFAC(blocks: corrected, parameterCount: parameterCount, accumulators: accumulators)
+    return KFAC(blocks: corrected, parameterCount: parameterCount, accumulators: accumulators, accumulationProfile: accumulationProfile)
   }
 
-  private init(blocks: [Block], parameterCount: Int, accumulators: [KFACLayerAccumulator]) {
+  private init(blocks: [Block], parameterCount: Int, accumulators: [KFACLayerAccumulator], accumulationProfile: AccumulationProfile?) {
     self.blocks = blocks
     self.parameterCount = parameterCount
     self.accumulators = accumulators
+    self.accumulationProfile = accumulationProfile
   }
 
   /// The same curvature with every block damped in `mode` (see `KroneckerDamping`); all later
@@ -138,7 +151,7 @@ public struct KFAC: Sendable {
     let damped = try blocks.map { (block) throws(BDLError) in
       Block(layerIndex: block.layerIndex, parameters: block.parameters, isBias: block.isBias, factors: try block.factors.damped(mode))
     }
-    return KFAC(blocks: damped, parameterCount: parameterCount, accumulators: accumulators)
+    return KFAC(blocks: damped, parameterCount: parameterCount, accumulators: accumulators, accumulationProfile: accumulationProfile)
   }
 
   /// Whether the blocks carry refit (EK-FAC) eigenvalues.

@@ -193,6 +193,14 @@ public struct KFACLayerAccumulator: Sendable, Equatable {
     }
   }
 
+  /// The useful flops `add` spends on a batch (its two Grams, as `AccumulationProfile` counts
+  /// them): d_in²·rows + d_out²·rows·K, with rows = N·R for expand and N for reduce.
+  func gramFlops(inputs a: Tensor, outputGradients g: Tensor) -> Double {
+    let rows = Double(approximation == .expand ? a.shape[0] * a.shape[1] : a.shape[0])
+    let (dIn, dOut) = (Double(inputDimension), Double(outputDimension))
+    return dIn * dIn * rows + dOut * dOut * rows * Double(g.shape[1])
+  }
+
   /// The accumulator of the union of this one's data and `other`'s.
   public func merged(with other: KFACLayerAccumulator) throws(BDLError) -> KFACLayerAccumulator {
     guard other.inputDimension == inputDimension, other.outputDimension == outputDimension,

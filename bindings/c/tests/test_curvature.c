@@ -75,6 +75,17 @@ int main(void) {
   CHECK(max_relative_error(d1, d2, P) < 1e-12, "diagonal GGN = diag(GGN)");
   CHECK_STATUS(bdl_curvature_kfac_factors(curvatures[3], 0, NULL, NULL, NULL, NULL, 0, NULL, 0), BDL_WRONG_STATE, "no Kronecker factors");
 
+  /* An engine fit times its accumulation: Σ d²·rows over its Grams, with C − 1 = 2 vectors per
+   * example backpropagated for the exact Fisher. */
+  double flops = 0, seconds = 0;
+  int64_t workers = 0;
+  CHECK_STATUS(bdl_curvature_kfac_accumulation(curvatures[0], &flops, &seconds, &workers), BDL_OK, "");
+  CHECK(flops == N * (9 + 16 * 2) + N * (16 + 9 * 2) && seconds > 0 && workers == 1,
+        "K-FAC accumulation: %g flops, %g s, %lld workers", flops, seconds, (long long)workers);
+  CHECK_STATUS(bdl_curvature_kfac_accumulation(curvatures[1], NULL, NULL, NULL), BDL_OK, "");
+  CHECK_STATUS(bdl_curvature_kfac_accumulation(curvatures[2], &flops, NULL, NULL), BDL_WRONG_STATE, "not accumulated by an engine fit");
+  CHECK_STATUS(bdl_curvature_kfac_accumulation(NULL, &flops, NULL, NULL), BDL_INVALID_ARGUMENT, "curvature");
+
   /* The accumulator fed with the model's own statistics reproduces K-FAC's factors; halves merge. */
   const int64_t d_in[] = {3, 4}, d_out[] = {4, 3};
   const int32_t has_bias[] = {1, 1};
@@ -110,6 +121,7 @@ int main(void) {
   CHECK_STATUS(bdl_kfac_accumulator_load(path, &loaded), BDL_OK, "");
   bdl_curvature *finalized = NULL;
   CHECK_STATUS(bdl_kfac_accumulator_finalize(loaded, &finalized), BDL_OK, "");
+  CHECK_STATUS(bdl_curvature_kfac_accumulation(finalized, &flops, NULL, NULL), BDL_WRONG_STATE, "not accumulated by an engine fit");
   for (int layer = 0; layer < 2; ++layer) {
     double B1[16], A1[16], B2[16], A2[16];
     int64_t index = -1, dout = 0, din = 0;

@@ -54,7 +54,7 @@ from ._errors import (
 )
 from . import datasets, evaluation, influence, metrics, pruning
 from .blas import BLASInfo, blas_info
-from .curvature import EKFAC, GGN, KFAC, DiagGGN, KFACAccumulator
+from .curvature import EKFAC, GGN, KFAC, AccumulationProfile, DiagGGN, KFACAccumulator
 from .kron import KronFactor, kron_diagonal, kron_logdet, kron_solve
 from .influence import Influence
 from .laplace import EvidenceOptimum, Laplace
@@ -129,6 +129,7 @@ __all__ = [
     "DiagGGN",
     "GGN",
     "KFACAccumulator",
+    "AccumulationProfile",
     "Laplace",
     "EvidenceOptimum",
     "train_marglik",

@@ -849,6 +849,10 @@ _declare(
     [_handle, c_int64, _i64ptr, _i64ptr, _i64ptr, _dptr, c_int64, _dptr, c_int64],
 )
 
+# bdl_status bdl_curvature_kfac_accumulation(const bdl_curvature *curvature, double *out_flops,
+#                                            double *out_thread_seconds, int64_t *out_workers);
+_declare("bdl_curvature_kfac_accumulation", bdl_status, [_handle, _dptr, _dptr, _i64ptr])
+
 # bdl_status bdl_kfac_accumulator_create(const int64_t *d_in, const int64_t *d_out,
 #                                        const int32_t *has_bias, int64_t n_layers,
 #                                        int32_t approximation,

@@ -80,12 +80,12 @@ from __future__ import annotations
 
 import os
 from ctypes import POINTER, byref, c_double, c_float, c_int32, c_int64, c_void_p
-from typing import Sequence, Tuple, Union
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _lib
-from ._errors import InternalError, InvalidArgumentError, ShapeMismatchError, _check
+from ._errors import InternalError, InvalidArgumentError, ShapeMismatchError, WrongStateError, _check
 from ._handle import _OwnedHandle
 from .model import _LIKELIHOODS, Sequential, _choice, _int64, _seed
 
@@ -288,6 +288,25 @@ class _Curvature(_OwnedHandle):
         return out
 
 
+class AccumulationProfile(NamedTuple):
+    """How fast an engine fit added its statistics to the K-FAC factors (see
+    :attr:`KFAC.accumulation_profile`)."""
+
+    #: Useful flops of the Gram updates Σ a aᵀ and Σ g gᵀ: d²·rows for each d × d Gram of
+    #: ``rows`` rows (the dsyrk count).
+    flops: float
+    #: Seconds spent in them, summed over the workers.
+    thread_seconds: float
+    #: Workers that ran at once: one per OpenBLAS thread for big batches.
+    workers: int
+
+    @property
+    def rate(self) -> float:
+        """flops · workers / thread_seconds in flop/s: the aggregate rate, to compare with the
+        machine's dgemm rate (the workers run equal shards of every batch at the same time)."""
+        return self.flops * self.workers / self.thread_seconds if self.thread_seconds > 0 else 0.0
+
+
 class _KroneckerCurvature(_Curvature):
     """K-FAC and EK-FAC: one Kronecker block per weight, one B block per bias."""
 
@@ -339,6 +358,19 @@ class _KroneckerCurvature(_Curvature):
         with self._use() as handle:
             _check(_lib.lib.bdl_curvature_set_kfac_damping(handle, code))
         self._damping_mode = mode
+
+    @property
+    def accumulation_profile(self) -> Optional[AccumulationProfile]:
+        """For a fit from a model (EK-FAC: its K-FAC pass), the flops and thread-seconds of its
+        Gram updates, timed inside the pass; None for an object from
+        :meth:`KFACAccumulator.finalize`, whose accumulation the caller drove."""
+        flops, seconds, workers = c_double(), c_double(), c_int64()
+        with self._use() as handle:
+            try:
+                _check(_lib.lib.bdl_curvature_kfac_accumulation(handle, byref(flops), byref(seconds), byref(workers)))
+            except WrongStateError:
+                return None
+        return AccumulationProfile(flops.value, seconds.value, workers.value)
 
     @property
     def num_layers(self) -> int:

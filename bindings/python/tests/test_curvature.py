@@ -169,6 +169,25 @@ def test_kfac_does_not_depend_on_batch_size(kfac_fixture, approx):
             assert_close(Bb, B, f"B of entry {index} with batch_size 2", STATISTICS_TOL)
 
 
+@pytest.mark.parametrize("fisher, vectors", [("exact", 2), ("empirical", 1)])
+def test_kfac_accumulation_profile_counts_the_gram_flops(fisher, vectors):
+    """d²·rows per Gram: 3-4-3 MLP, N = 6, K = C − 1 = 2 backpropagated vectors for the exact
+    Fisher (the reduced root) and 1 for the empirical one."""
+    net, X, y = small_problem("classification")
+    with net, KFAC(net, X, y, fisher=fisher) as kfac, EKFAC(net, X, y, fisher=fisher) as ekfac:
+        profile = kfac.accumulation_profile
+        assert profile.flops == 6 * (3 * 3 + 4 * 4 * vectors) + 6 * (4 * 4 + 3 * 3 * vectors)
+        assert profile.thread_seconds > 0 and profile.workers == 1
+        assert profile.rate == profile.flops / profile.thread_seconds
+        assert ekfac.accumulation_profile.flops == profile.flops
+        accumulator = KFACAccumulator([(3, 4, True), (4, 3, True)])
+        accumulator.add(0, np.ones((2, 3)), np.ones((2, 1, 4)))
+        with accumulator, accumulator.finalize() as finalized:
+            assert finalized.accumulation_profile is None
+    with pytest.raises(bdlcore.WrongStateError):
+        kfac.accumulation_profile
+
+
 def test_kfac_dense_layout_is_b_kron_a_then_b(kfac_fixture):
     """Weight block B ⊗ A on the row-major vec of W, bias block B, zero elsewhere (conv included)."""
     fixture = kfac_fixture
