@@ -107,10 +107,7 @@ struct KFACTests {
 
   @Test("merging accumulators over disjoint halves equals one accumulator over all")
   func merge() throws {
-    var model = try TestNetworks.cnn()
-    try randomize(&model, seed: 506)
-    let x = randomBatch(model, n: 6, seed: 507)
-    let labels = Targets.classes([0, 1, 2, 0, 1, 2])
+    let (model, x, labels) = try cnnClassification(n: 6, seed: 506)
     let likelihood = CategoricalLikelihood()
     for approximation in [KFACApproximation.expand, .reduce] {
       let all = try KFAC.fit(model: model, inputs: x, targets: labels, likelihood: likelihood, approximation: approximation)
@@ -128,10 +125,7 @@ struct KFACTests {
 
   @Test("an engine fit times its accumulation: d²·rows flops per Gram, kept by damping and EK-FAC; none from accumulators")
   func accumulationProfile() throws {
-    var model = try TestNetworks.cnn()
-    try randomize(&model, seed: 510)
-    let x = randomBatch(model, n: 6, seed: 511)
-    let labels = Targets.classes([0, 1, 2, 0, 1, 2])
+    let (model, x, labels) = try cnnClassification(n: 6, seed: 510)
     let likelihood = CategoricalLikelihood()
     let pass = try model.forwardPass(x)
     // The engine backpropagates the reduced root: C − 1 vectors per example.
@@ -161,10 +155,7 @@ struct KFACTests {
 
   @Test("the engine's exact K-FAC (C − 1 backpropagated vectors) equals accumulating all C columns of S, records K = C and merges with it")
   func reducedRootStatistics() throws {
-    var model = try TestNetworks.cnn()
-    try randomize(&model, seed: 508)
-    let x = randomBatch(model, n: 5, seed: 509)
-    let labels = Targets.classes([0, 1, 2, 0, 1])
+    let (model, x, labels) = try cnnClassification(n: 5, seed: 508)
     let likelihood = CategoricalLikelihood()
     let engine = try KFAC.fit(model: model, inputs: x, targets: labels, likelihood: likelihood)
     let pass = try model.forwardPass(x)
@@ -206,10 +197,7 @@ struct KFACTests {
 
   @Test("sharded statistics passes equal the serial pass: same outputs, same Monte-Carlo draws, sums within rounding", arguments: [1, 2, 3, 7])
   func shardedPass(workers: Int) throws {
-    var model = try TestNetworks.cnn()
-    try randomize(&model, seed: 513)
-    let x = randomBatch(model, n: 7, seed: 514)
-    let labels = Targets.classes([0, 1, 2, 0, 1, 2, 2])
+    let (model, x, labels) = try cnnClassification(n: 7, seed: 513)
     let likelihood = CategoricalLikelihood()
     for fisher in [FisherSource.exact, .monteCarlo(samples: 3, seed: 9), .empirical] {
       func accumulate(workers: Int) throws -> (sums: [[KFACLayerAccumulator]], outputs: [Double]) {
@@ -366,10 +354,7 @@ struct CurvatureOperatorTests {
 
   @Test("dense GGN equals Σ Jᵀ Λ J; its diagonal is DiagonalGGN; operators match dense algebra")
   func denseAndDiagonal() throws {
-    var model = try TestNetworks.cnn()
-    try randomize(&model, seed: 610)
-    let x = randomBatch(model, n: 4, seed: 611)
-    let labels = Targets.classes([0, 2, 1, 1])
+    let (model, x, labels) = try cnnClassification(n: 4, seed: 610)
     let likelihood = CategoricalLikelihood()
     let ggn = try DenseGGN.fit(model: model, inputs: x, targets: labels, likelihood: likelihood, batchSize: 3)
     let reference = try denseGGN(model, x, classification: true)

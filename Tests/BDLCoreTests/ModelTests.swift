@@ -57,6 +57,14 @@ func randomize(_ model: inout Sequential, seed: UInt64) throws {
   try model.setParameters((0..<model.parameterCount).map { _ in 0.5 * rng.normal() })
 }
 
+/// The curvature and training tests' classification problem: `TestNetworks.cnn()` with random
+/// parameters (`seed`), n random images (`seed + 1`) and labels cycling through its 3 classes.
+func cnnClassification(n: Int, seed: UInt64) throws -> (model: Sequential, x: Tensor, labels: Targets) {
+  var model = try TestNetworks.cnn()
+  try randomize(&model, seed: seed)
+  return (model, randomBatch(model, n: n, seed: seed + 1), Targets.classes((0..<n).map { $0 % 3 }))
+}
+
 /// Σ_{n,k} ⟨f(x_n), V_{n,k}⟩ at parameters θ.
 func contraction(_ model: Sequential, _ theta: [Double], _ x: Tensor, _ v: Tensor) throws -> Double {
   var m = model

@@ -76,10 +76,7 @@ struct TrainingTests {
 
   @Test("a batch's loss gradient over 2, 3 or 7 concurrent shards equals the serial one; errors name batch positions", arguments: [2, 3, 7])
   func shardedLossGradient(workers: Int) throws {
-    var model = try TestNetworks.cnn()
-    try randomize(&model, seed: 402)
-    let x = randomBatch(model, n: 7, seed: 403)
-    let labels = Targets.classes([0, 1, 2, 0, 1, 2, 2])
+    let (model, x, labels) = try cnnClassification(n: 7, seed: 402)
     let likelihood = CategoricalLikelihood()
     let serial = try model.lossGradient(x, labels, likelihood: likelihood, workers: 1)
     let sharded = try model.lossGradient(x, labels, likelihood: likelihood, workers: workers)
